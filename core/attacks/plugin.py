@@ -1,0 +1,1 @@
+"""Registers the built-in attacks through the ``robustlearn.plugins`` entry point."""

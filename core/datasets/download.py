@@ -1,0 +1,48 @@
+"""Checksum-verified, atomic downloads of dataset files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+
+def file_md5(path) -> str:
+    """md5 hex digest of a file."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(url: str, destination, md5: str, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``destination``, verify its md5, and move it into place atomically.
+
+    The file is written to a temporary file beside ``destination`` and renamed
+    only once its checksum matches, so an interrupted or corrupt download never
+    leaves a half-written file under the final name.
+
+    Raises
+    ------
+    OSError
+        When the download fails or the checksum does not match.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            for chunk in iter(lambda: resp.read(1 << 20), b""):
+                out.write(chunk)
+        got = file_md5(tmp)
+        if got != md5:
+            raise OSError(f"checksum mismatch for {url}: md5 {got}, expected {md5}")
+        os.replace(tmp, destination)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return destination

@@ -1,0 +1,353 @@
+"""The estimator contract every defense follows.
+
+A defense is a scikit-learn classifier. ``fit`` validates its input and
+parameters, builds the defense's torch module (which returns logits) and trains
+it with a skorch :class:`~robustlearn.training.DefenseNet`; prediction goes
+through :meth:`BaseDefense.logits`, the differentiable map from images in
+[0, 1] to logits that covers the *whole* prediction function, and is what every
+attack uses.
+
+Writing a defense means subclassing :class:`BaseDefense` and implementing
+
+``_build_module(self, input_shape, n_classes) -> torch.nn.Module``
+    the network, returning logits;
+
+and optionally
+
+``_training_loss(self, module, X, y) -> (loss, logits)``
+    the training objective (default: cross-entropy);
+``_forward(self, x) -> logits``
+    inference through the fitted module, if it is more than ``module_(x)``
+    (iterations, solvers, voting);
+``_train(self, net, X, y)``
+    the training schedule, if it has phases (default: ``net.fit(X, y)``);
+``_detect_score(self, x) -> scores`` and ``_calibrate_detector(self, X)``
+    a detector of the defense's own;
+``__robustlearn_tags__``
+    capability tags.
+
+Each subclass lists every parameter, the shared ones included, in its own
+``__init__`` (scikit-learn reads parameters from that signature), and adds
+checks for its own parameters in ``_validate_params``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
+from skorch.callbacks import ProgressBar
+
+from .detection import calibrate_threshold, max_softmax_score
+from .device import resolve_device
+from .seeding import seed_from, torch_seed
+from .tags import DefenseTags
+from .training import DefenseNet, TensorBatchIterator
+from .validation import (
+    check_choice,
+    check_device,
+    check_float,
+    check_images,
+    check_int,
+    check_random_state,
+)
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+
+#: Parameters every defense takes, with their defaults (documented in :class:`BaseDefense`).
+COMMON_PARAMS = dict(
+    max_epochs=20,
+    batch_size=64,
+    lr=1e-3,
+    optimizer="adam",
+    calibration_fraction=0.1,
+    detect_tpr=0.95,
+    device="auto",
+    random_state=None,
+    verbose=0,
+)
+
+
+class BaseDefense(ClassifierMixin, BaseEstimator):
+    """Base class of robustlearn defenses: a scikit-learn classifier trained with skorch.
+
+    Parameters
+    ----------
+    max_epochs : int, default=20
+        Training epochs (0 is rejected).
+    batch_size : int, default=64
+        Mini-batch size for training; inference uses batches of at least 256.
+    lr : float, default=1e-3
+        Learning rate.
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+    calibration_fraction : float, default=0.1
+        Fraction of the training data held out (stratified) to calibrate the
+        detector threshold; 0 calibrates on the training data itself. Small
+        training sets (fewer than 10 held-out samples) calibrate on the training data.
+    detect_tpr : float, default=0.95
+        Fraction of in-distribution samples ``detect`` must accept.
+    device : str or torch.device, default="auto"
+        ``"auto"`` uses CUDA when available.
+    random_state : int, RandomState or None, default=None
+        Seeds weight initialisation, shuffling and any randomness of training;
+        with an int, fitting on CPU is bitwise reproducible.
+    verbose : int, default=0
+        0 is silent; 1 prints a per-epoch table and a progress bar.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class labels seen in ``fit``.
+    n_features_in_ : int
+        Values per sample (pixels times channels).
+    input_shape_ : tuple of int
+        Per-sample shape (C, H, W) the module takes.
+    net_ : DefenseNet
+        The fitted skorch net (``net_.history`` holds the training curve).
+    module_ : torch.nn.Module
+        The fitted torch module.
+    detect_threshold_ : float
+        Scores above it are flagged by ``detect``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_epochs=20,
+        batch_size=64,
+        lr=1e-3,
+        optimizer="adam",
+        calibration_fraction=0.1,
+        detect_tpr=0.95,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.calibration_fraction = calibration_fraction
+        self.detect_tpr = detect_tpr
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ hooks
+    def _build_module(self, input_shape, n_classes):  # pragma: no cover - abstract
+        """Return a ``torch.nn.Module`` mapping (n, C, H, W) images to (n, n_classes) logits."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _build_module")
+
+    def _validate_params(self):
+        """Check the shared parameters; subclasses extend this for their own."""
+        check_int(self.max_epochs, "max_epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_float(self.lr, "lr", low=0, low_open=True)
+        check_choice(self.optimizer, "optimizer", _OPTIMIZERS)
+        check_float(self.calibration_fraction, "calibration_fraction", low=0, high=0.5)
+        check_float(self.detect_tpr, "detect_tpr", low=0, high=1, low_open=True)
+        check_device(self.device)
+        check_random_state(self.random_state)
+        check_int(self.verbose, "verbose", low=0)
+
+    def _training_loss(self, module, X, y):
+        """Training objective on one batch: ``(loss, logits)``; default cross-entropy."""
+        logits = module(X)
+        return torch.nn.functional.cross_entropy(logits, y), logits
+
+    def _forward(self, x):
+        """Logits of the fitted defense for a batch on its device (override for inner loops)."""
+        return self.module_(x)
+
+    def _train(self, net, X, y):
+        """Run the training schedule on tensors ``X``, ``y`` (override for phases)."""
+        net.fit(X, y)
+
+    def _detect_score(self, x):
+        """Suspicion scores for a batch (higher = more suspicious); default max-softmax."""
+        return max_softmax_score(self._forward(x))
+
+    def __robustlearn_tags__(self) -> DefenseTags:
+        return DefenseTags()
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.__robustlearn_tags__().stochastic
+        return tags
+
+    # --------------------------------------------------------------- fitting
+    def fit(self, X, y):
+        """Train the defense on images ``X`` with labels ``y``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d), (n, H, W) or (n, C, H, W)
+            Images in [0, 1] (floats) or ``uint8``.
+        y : array-like of shape (n,)
+            Class labels of any type scikit-learn accepts (at least two classes).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X, y_encoded = self._validate_training_data(X, y)
+        seed = seed_from(self.random_state)
+        device = resolve_device(self.device)
+        X_train, y_train, X_cal = self._calibration_split(X, y_encoded, seed)
+        with torch_seed(seed):
+            module = self._build_module(self.input_shape_, len(self.classes_))
+            self.net_ = self._make_net(module, device)
+            self.net_.initialize()
+            self._train(
+                self.net_,
+                torch.from_numpy(X_train),
+                torch.from_numpy(y_train.astype(np.int64)),
+            )
+        self.module_ = self.net_.module_
+        self.module_.eval()
+        self._calibrate_detector(X_cal)
+        return self
+
+    def _validate_training_data(self, X, y):
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+        X = check_images(X, self, reset=True)
+        y = column_or_1d(np.asarray(y) if not hasattr(y, "shape") else y, warn=True)
+        check_consistent_length(X, y)
+        check_classification_targets(y)
+        encoder = LabelEncoder()
+        y_encoded = encoder.fit_transform(y)
+        self.classes_ = encoder.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"y has only one class ({self.classes_[0]!r}); a classifier needs at least two "
+                "classes"
+            )
+        return X, y_encoded
+
+    def _calibration_split(self, X, y, seed):
+        n_cal = int(round(self.calibration_fraction * len(X)))
+        if n_cal < 10 or len(X) - n_cal < 2 * len(self.classes_):
+            return X, y, X
+        stratify = y if np.bincount(y).min() >= 2 and n_cal >= len(self.classes_) else None
+        X_train, X_cal, y_train, _ = train_test_split(
+            X, y, test_size=n_cal, stratify=stratify, random_state=seed % (2**31)
+        )
+        return X_train, y_train, X_cal
+
+    def _make_net(self, module, device):
+        callbacks = [("progress", ProgressBar())] if self.verbose else []
+        return DefenseNet(
+            module=module,
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=_OPTIMIZERS[self.optimizer],
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            train_split=None,
+            iterator_train=TensorBatchIterator,
+            iterator_train__shuffle=True,
+            iterator_valid=TensorBatchIterator,
+            callbacks=callbacks,
+            classes=np.arange(len(self.classes_)),
+            device=str(device),
+            verbose=self.verbose,
+            training_objective=self._training_loss,
+        )
+
+    def _calibrate_detector(self, X_cal):
+        scores = self._batched(self._detect_score, X_cal)
+        self.detect_threshold_ = calibrate_threshold(scores, self.detect_tpr)
+
+    # ------------------------------------------------------------- inference
+    @property
+    def device_(self) -> torch.device:
+        """Device the fitted module lives on."""
+        check_is_fitted(self)
+        return next(iter(self.module_.parameters()), torch.empty(0)).device
+
+    def _as_batch(self, x):
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        x = x.to(self.device_, dtype=torch.float32)
+        if tuple(x.shape[1:]) != tuple(self.input_shape_):
+            x = x.reshape((x.shape[0],) + tuple(self.input_shape_))
+        return x
+
+    def logits(self, x):
+        """Differentiable logits of the whole prediction function.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, C, H, W) (or any shape with ``n_features_in_`` values per sample)
+            Images in [0, 1], on any device; gradients flow back to ``x``.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, n_classes), on ``device_``
+        """
+        check_is_fitted(self)
+        self.module_.eval()
+        return self._forward(self._as_batch(x))
+
+    def _batched(self, fn, X):
+        """Apply a tensor function to a validated array in batches without gradients."""
+        batch = max(int(self.batch_size), 256)
+        outputs = []
+        with torch.no_grad():
+            self.module_.eval()
+            for start in range(0, len(X), batch):
+                xb = torch.from_numpy(X[start : start + batch]).to(self.device_)
+                outputs.append(fn(xb).detach().cpu().numpy())
+        return np.concatenate(outputs, axis=0)
+
+    def _checked(self, X):
+        check_is_fitted(self)
+        return check_images(X, self, reset=False)
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of ``logits``), shape (n, n_classes)."""
+        X = self._checked(X)
+        proba = self._batched(lambda xb: torch.softmax(self._forward(xb), dim=1), X)
+        return proba.astype(np.float64)
+
+    def predict_log_proba(self, X):
+        """Log class probabilities, shape (n, n_classes)."""
+        X = self._checked(X)
+        logp = self._batched(lambda xb: torch.log_softmax(self._forward(xb), dim=1), X)
+        return logp.astype(np.float64)
+
+    def predict(self, X):
+        """Predicted class labels, shape (n,)."""
+        X = self._checked(X)
+        logits = self._batched(self._forward, X)
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def detect_score(self, X):
+        """Suspicion score per sample (higher = more likely out-of-distribution or adversarial)."""
+        X = self._checked(X)
+        return self._batched(self._detect_score, X).astype(np.float64)
+
+    def detect(self, X):
+        """Boolean per sample: True where the detector flags the input."""
+        return self.detect_score(X) > self.detect_threshold_
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "module_")
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        # the module is pickled inside net_ (skorch maps CUDA tensors to CPU on load)
+        state.pop("module_", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "net_" in state:
+            self.module_ = self.net_.module_
+            self.module_.eval()

@@ -1,0 +1,1 @@
+"""Robustness evaluation: worst-case reports over attacks and epsilons."""

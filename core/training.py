@@ -1,0 +1,79 @@
+"""The skorch training engine behind every defense.
+
+:class:`DefenseNet` is a skorch ``NeuralNetClassifier`` whose training step
+asks the defense for its loss (cross-entropy plus the defense's own terms), so
+skorch keeps callbacks, history and progress bars while the defense owns the
+objective. :class:`TensorBatchIterator` serves mini-batches by slicing tensors,
+avoiding the per-sample collation of a ``DataLoader`` on small images.
+"""
+
+from __future__ import annotations
+
+import torch
+from skorch import NeuralNetClassifier
+from skorch.dataset import unpack_data
+from skorch.utils import to_device
+
+
+class TensorBatchIterator:
+    """Mini-batches of a skorch ``Dataset`` holding tensors, by slicing.
+
+    Parameters
+    ----------
+    dataset : skorch.dataset.Dataset
+        Its ``X`` and ``y`` are tensors of equal length (``y`` may be None).
+    batch_size : int
+    shuffle : bool
+        Draw a fresh permutation from torch's global RNG at every epoch (seeded by
+        the defense's ``random_state``).
+    """
+
+    def __init__(self, dataset, batch_size=128, shuffle=False, **_ignored):
+        self.X = dataset.X
+        self.y = dataset.y
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+
+    def __len__(self):
+        n = len(self.X)
+        return (n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        n = len(self.X)
+        order = torch.randperm(n) if self.shuffle else None
+        for start in range(0, n, self.batch_size):
+            if order is None:
+                index = slice(start, start + self.batch_size)
+            else:
+                index = order[start : start + self.batch_size]
+            yb = self.y[index] if self.y is not None else torch.zeros(0)
+            yield self.X[index], yb
+
+
+class DefenseNet(NeuralNetClassifier):
+    """skorch classifier whose loss comes from ``training_objective(module, X, y)``.
+
+    Parameters
+    ----------
+    training_objective : callable
+        ``training_objective(module, X, y) -> (loss, logits)``; defaults to
+        cross-entropy of ``module(X)``.
+    *args, **kwargs
+        Passed to :class:`skorch.NeuralNetClassifier`.
+    """
+
+    def __init__(self, *args, training_objective=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.training_objective = training_objective
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        Xi, yi = to_device(Xi, self.device), to_device(yi, self.device)
+        if self.training_objective is None:
+            y_pred = self.module_(Xi)
+            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        else:
+            loss, y_pred = self.training_objective(self.module_, Xi, yi)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}

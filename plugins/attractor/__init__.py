@@ -1,0 +1,1 @@
+"""Attractor-network defense (arXiv 2406.10579)."""

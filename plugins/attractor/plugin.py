@@ -1,0 +1,1 @@
+"""Registers the attractor defense and purifier through the ``robustlearn.plugins`` entry point."""

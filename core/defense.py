@@ -295,6 +295,22 @@ class BaseDefense(ClassifierMixin, BaseEstimator):
         self.module_.eval()
         return self._forward(self._as_batch(x))
 
+    def attack_surfaces(self) -> dict:
+        """Differentiable maps an attacker may target, by name.
+
+        ``"default"`` is :meth:`logits`, the whole prediction function. Defenses
+        with inner loops or detectors add adaptive surfaces here (for example
+        ``"bpda-identity"``), so that attacks reach them by name through the
+        ``surface`` parameter of the attack transformers; this is the one place
+        a defense declares its adaptive-attack hooks.
+
+        Returns
+        -------
+        dict of str to callable
+            Each maps a tensor batch of images in [0, 1] to logits.
+        """
+        return {"default": self.logits}
+
     def _batched(self, fn, X):
         """Apply a tensor function to a validated array in batches without gradients."""
         batch = max(int(self.batch_size), 256)

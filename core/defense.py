@@ -202,7 +202,6 @@ class BaseDefense(ClassifierMixin, BaseEstimator):
         with torch_seed(seed):
             module = self._build_module(self.input_shape_, len(self.classes_))
             self.net_ = self._make_net(module, device)
-            self.net_.initialize()
             self._train(
                 self.net_,
                 torch.from_numpy(X_train),
@@ -215,7 +214,9 @@ class BaseDefense(ClassifierMixin, BaseEstimator):
 
     def _validate_training_data(self, X, y):
         if y is None:
-            raise ValueError(f"{type(self).__name__} requires y to be passed, but y is None")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None"
+            )
         X = check_images(X, self, reset=True)
         y = column_or_1d(np.asarray(y) if not hasattr(y, "shape") else y, warn=True)
         check_consistent_length(X, y)

@@ -19,7 +19,7 @@ def _sample_ndim(X) -> int:
     ndim = getattr(X, "ndim", None)
     if ndim is None:
         try:
-            ndim = np.ndim(X)
+            ndim = np.asarray(X).ndim
         except ValueError:  # ragged nested lists
             raise ValueError("X must be a rectangular array of images") from None
     return ndim

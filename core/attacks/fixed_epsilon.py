@@ -1,0 +1,251 @@
+"""Fixed-epsilon attacks: FGSM, PGD (linf and l2) and additive noise.
+
+A fixed-epsilon attack looks for an adversarial example inside the ball of
+radius ``epsilon`` (Foolbox's ``FixedEpsilonAttack``); with several epsilons it
+runs once per epsilon.
+
+FGSM and PGD run either through Foolbox (``backend="foolbox"``) or through the
+torch loop of :func:`robustlearn.attacks.gradient.projected_gradient_descent`
+(``backend="torch"``, the default), which follows Foolbox's semantics step for
+step (step size ``rel_stepsize * epsilon`` unless ``abs_stepsize``, sign
+gradient for linf and l2-normalised gradient for l2, projection then clipping
+to [0, 1], a uniform random start in the ball) but skips eagerpy's wrapping
+and Foolbox's extra forward pass per epsilon; ``benchmarks/bench_attacks.py``
+measures the difference.
+"""
+
+from __future__ import annotations
+
+from ..validation import check_choice, check_float, check_int
+from .foolbox_adapter import FoolboxAttack, run_foolbox
+from .gradient import projected_gradient_descent
+
+BACKENDS = ("torch", "foolbox")
+
+
+def _check_bool(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+class _GradientDescentAttack(FoolboxAttack):
+    """PGD-type attacks sharing Foolbox's ``BaseGradientDescent`` parameters."""
+
+    def _validate_params(self):
+        super()._validate_params()
+        check_int(self.steps, "steps", low=1)
+        check_float(self.rel_stepsize, "rel_stepsize", low=0, low_open=True)
+        if self.abs_stepsize is not None:
+            check_float(self.abs_stepsize, "abs_stepsize", low=0, low_open=True)
+        _check_bool(self.random_start, "random_start")
+        check_choice(self.backend, "backend", BACKENDS)
+
+    def _run(self, victim, x, labels, epsilons):
+        if self.backend == "foolbox":
+            return run_foolbox(self._foolbox_attack(), victim, x, labels, epsilons)
+        import torch
+
+        outputs = []
+        for eps in epsilons:
+            step = self.abs_stepsize if self.abs_stepsize is not None else self.rel_stepsize * eps
+            outputs.append(projected_gradient_descent(
+                victim.logits, x, labels, epsilon=eps, steps=self.steps, step_size=step,
+                norm=self.norm, random_init=self.random_start,
+            ))
+        return torch.stack(outputs)
+
+
+class LinfPGD(_GradientDescentAttack):
+    """Projected gradient descent in the linf ball (Madry et al. 2018).
+
+    ``x <- clip_[0,1](x0 + clip_[-eps,eps](x + step * sign(grad CE) - x0))`` for
+    ``steps`` steps (Madry, Makelov, Schmidt, Tsipras, Vladu, "Towards Deep
+    Learning Models Resistant to Adversarial Attacks", ICLR 2018, Eq. 2.2;
+    Foolbox ``LinfPGD``).
+
+    Parameters
+    ----------
+    epsilon : float or list of float, default=None
+    steps : int, default=40
+    rel_stepsize : float, default=0.01/0.3
+        Step size relative to epsilon.
+    abs_stepsize : float, optional
+        Absolute step size; overrides ``rel_stepsize``.
+    random_start : bool, default=True
+        Start from a uniform random point of the ball.
+    backend : {"torch", "foolbox"}, default="torch"
+        Same iterates; "torch" avoids Foolbox's overhead.
+    estimator, surrogate, surface, batch_size, random_state
+        See :class:`robustlearn.attacks.BaseAttack`.
+    """
+
+    norm = "linf"
+
+    def __init__(self, epsilon=None, *, steps=40, rel_stepsize=0.01 / 0.3, abs_stepsize=None,
+                 random_start=True, backend="torch", estimator=None, surrogate=None,
+                 surface="default", batch_size=256, random_state=None):
+        self.steps = steps
+        self.rel_stepsize = rel_stepsize
+        self.abs_stepsize = abs_stepsize
+        self.random_start = random_start
+        self.backend = backend
+        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
+                         batch_size=batch_size, random_state=random_state)
+
+    def _foolbox_attack(self):
+        import foolbox
+
+        return foolbox.attacks.LinfPGD(rel_stepsize=self.rel_stepsize,
+                                       abs_stepsize=self.abs_stepsize, steps=self.steps,
+                                       random_start=self.random_start)
+
+
+class L2PGD(_GradientDescentAttack):
+    """Projected gradient descent in the l2 ball with l2-normalised gradient steps.
+
+    Madry et al., ICLR 2018; Foolbox ``L2PGD``.
+
+    Parameters
+    ----------
+    epsilon : float or list of float, default=None
+    steps : int, default=50
+    rel_stepsize : float, default=0.025
+    abs_stepsize : float, optional
+    random_start : bool, default=True
+    backend : {"torch", "foolbox"}, default="torch"
+    estimator, surrogate, surface, batch_size, random_state
+        See :class:`robustlearn.attacks.BaseAttack`.
+    """
+
+    norm = "l2"
+
+    def __init__(self, epsilon=None, *, steps=50, rel_stepsize=0.025, abs_stepsize=None,
+                 random_start=True, backend="torch", estimator=None, surrogate=None,
+                 surface="default", batch_size=256, random_state=None):
+        self.steps = steps
+        self.rel_stepsize = rel_stepsize
+        self.abs_stepsize = abs_stepsize
+        self.random_start = random_start
+        self.backend = backend
+        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
+                         batch_size=batch_size, random_state=random_state)
+
+    def _foolbox_attack(self):
+        import foolbox
+
+        return foolbox.attacks.L2PGD(rel_stepsize=self.rel_stepsize,
+                                     abs_stepsize=self.abs_stepsize, steps=self.steps,
+                                     random_start=self.random_start)
+
+
+class FGSM(_GradientDescentAttack):
+    """Fast gradient sign method: one linf step of size epsilon.
+
+    ``x_adv = clip_[0,1](x + epsilon * sign(grad_x CE(f(x), y)))`` (Goodfellow,
+    Shlens, Szegedy, "Explaining and Harnessing Adversarial Examples", ICLR
+    2015, Eq. 3; Foolbox ``FGSM``).
+
+    Parameters
+    ----------
+    epsilon : float or list of float, default=None
+    random_start : bool, default=False
+    backend : {"torch", "foolbox"}, default="torch"
+    estimator, surrogate, surface, batch_size, random_state
+        See :class:`robustlearn.attacks.BaseAttack`.
+    """
+
+    norm = "linf"
+    steps = 1
+    rel_stepsize = 1.0
+    abs_stepsize = None
+
+    def __init__(self, epsilon=None, *, random_start=False, backend="torch", estimator=None,
+                 surrogate=None, surface="default", batch_size=256, random_state=None):
+        self.random_start = random_start
+        self.backend = backend
+        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
+                         batch_size=batch_size, random_state=random_state)
+
+    def _foolbox_attack(self):
+        import foolbox
+
+        return foolbox.attacks.FGSM(random_start=self.random_start)
+
+
+class _AdditiveNoise(FoolboxAttack):
+    """Additive random noise scaled to the ball's surface (model-free unless ``repeats > 1``)."""
+
+    needs_gradient = False
+
+    def needs_victim(self):
+        return self.repeats > 1
+
+    def _validate_params(self):
+        super()._validate_params()
+        check_int(self.repeats, "repeats", low=1)
+
+
+class GaussianNoise(_AdditiveNoise):
+    """Gaussian noise rescaled to l2 norm epsilon, then clipped to [0, 1].
+
+    A model-free corruption (Foolbox ``L2AdditiveGaussianNoiseAttack``; Rauber
+    et al., Foolbox, 2017). With ``repeats > 1`` it draws that many samples per
+    image and keeps the first that fools the victim (Foolbox
+    ``L2RepeatedAdditiveGaussianNoiseAttack``), which needs a victim.
+
+    Parameters
+    ----------
+    epsilon : float or list of float, default=None
+        l2 radius.
+    repeats : int, default=1
+    estimator, surrogate, surface, batch_size, random_state
+        See :class:`robustlearn.attacks.BaseAttack`.
+    """
+
+    norm = "l2"
+
+    def __init__(self, epsilon=None, *, repeats=1, estimator=None, surrogate=None,
+                 surface="default", batch_size=256, random_state=None):
+        self.repeats = repeats
+        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
+                         batch_size=batch_size, random_state=random_state)
+
+    def _foolbox_attack(self):
+        import foolbox
+
+        if self.repeats == 1:
+            return foolbox.attacks.L2AdditiveGaussianNoiseAttack()
+        return foolbox.attacks.L2RepeatedAdditiveGaussianNoiseAttack(repeats=self.repeats)
+
+
+class UniformNoise(_AdditiveNoise):
+    """Uniform noise rescaled to linf norm epsilon, then clipped to [0, 1].
+
+    A model-free corruption (Foolbox ``LinfAdditiveUniformNoiseAttack``); with
+    ``repeats > 1``, Foolbox ``LinfRepeatedAdditiveUniformNoiseAttack``. Carlini
+    et al. 2019 ("On Evaluating Adversarial Robustness", arXiv 1902.06705)
+    recommend it as the random-noise sanity check.
+
+    Parameters
+    ----------
+    epsilon : float or list of float, default=None
+        linf radius.
+    repeats : int, default=1
+    estimator, surrogate, surface, batch_size, random_state
+        See :class:`robustlearn.attacks.BaseAttack`.
+    """
+
+    norm = "linf"
+
+    def __init__(self, epsilon=None, *, repeats=1, estimator=None, surrogate=None,
+                 surface="default", batch_size=256, random_state=None):
+        self.repeats = repeats
+        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
+                         batch_size=batch_size, random_state=random_state)
+
+    def _foolbox_attack(self):
+        import foolbox
+
+        if self.repeats == 1:
+            return foolbox.attacks.LinfAdditiveUniformNoiseAttack()
+        return foolbox.attacks.LinfRepeatedAdditiveUniformNoiseAttack(repeats=self.repeats)

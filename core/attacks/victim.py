@@ -1,0 +1,148 @@
+"""The model an attack targets: a fitted estimator seen through one attack surface.
+
+An attack reaches a defense only through :meth:`BaseDefense.attack_surfaces`,
+the differentiable maps from images in [0, 1] to logits that the defense
+declares. :class:`Victim` wraps one of them for the attack code: it encodes
+class labels to indices, moves tensors to the defense's device, wraps the
+surface in a ``torch.nn.Module`` for Foolbox, and freezes the defense's
+parameters while an attack runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+
+class SurfaceModule(torch.nn.Module):
+    """A ``torch.nn.Module`` whose forward pass is an attack surface (for ``foolbox.PyTorchModel``).
+
+    Parameters
+    ----------
+    surface : callable
+        Maps a batch of images in [0, 1] to logits.
+    """
+
+    def __init__(self, surface):
+        super().__init__()
+        self.surface = surface
+
+    def forward(self, x):
+        return self.surface(x)
+
+
+def _probability_surface(estimator):
+    """Log-probabilities of an estimator without attack surfaces (not differentiable)."""
+
+    def surface(x):
+        flat = x.detach().cpu().reshape(x.shape[0], -1).numpy()
+        proba = np.asarray(estimator.predict_proba(flat), dtype=np.float32)
+        return torch.log(torch.from_numpy(proba).clamp_min(1e-12)).to(x.device)
+
+    return surface
+
+
+class Victim:
+    """A fitted estimator as an attack sees it.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+        A robustlearn defense (anything with ``attack_surfaces`` and
+        ``classes_``), or any fitted classifier with ``predict_proba`` (then
+        only attacks that need no gradient can run).
+    surface : str
+        Key of ``estimator.attack_surfaces()``.
+
+    Raises
+    ------
+    NotFittedError
+        If ``estimator`` is not fitted.
+    ValueError
+        If ``surface`` is not one of the estimator's surfaces.
+    """
+
+    def __init__(self, estimator, surface="default"):
+        check_is_fitted(estimator)
+        self.estimator = estimator
+        self.classes = np.asarray(estimator.classes_)
+        surfaces_of = getattr(estimator, "attack_surfaces", None)
+        if surfaces_of is not None:
+            surfaces = surfaces_of()
+            self.differentiable = True
+        elif hasattr(estimator, "predict_proba"):
+            surfaces = {"default": _probability_surface(estimator)}
+            self.differentiable = False
+        else:
+            raise TypeError(
+                f"{type(estimator).__name__} has neither attack_surfaces() nor predict_proba; "
+                "attacks need one of them"
+            )
+        if surface not in surfaces:
+            raise ValueError(
+                f"surface must be one of {sorted(surfaces)} for {type(estimator).__name__}, "
+                f"got {surface!r}"
+            )
+        self.surface_name = surface
+        self.logits = surfaces[surface]
+        self.input_shape = tuple(getattr(estimator, "input_shape_", ()) or ())
+        self.device = self._device()
+
+    def _device(self):
+        try:
+            return torch.device(self.estimator.device_)
+        except (AttributeError, NotFittedError, TypeError):
+            return torch.device("cpu")
+
+    def module(self) -> SurfaceModule:
+        """The surface as an evaluation-mode ``torch.nn.Module``."""
+        return SurfaceModule(self.logits).eval()
+
+    def encode(self, y) -> np.ndarray:
+        """Map class labels (of the estimator's ``classes_``) to int64 indices."""
+        y = np.asarray(y)
+        index = np.searchsorted(self.classes, y)
+        index = np.clip(index, 0, len(self.classes) - 1)
+        unknown = self.classes[index] != y
+        if np.any(unknown):
+            bad = np.unique(y[unknown])[:5].tolist()
+            raise ValueError(
+                f"y holds labels {bad} that the victim was not fitted on "
+                f"(its classes_ are {self.classes.tolist()})"
+            )
+        return index.astype(np.int64)
+
+    def predict_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """Predicted class indices of a batch, without gradients."""
+        with torch.no_grad():
+            return self.logits(x.to(self.device)).argmax(dim=1)
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """Stop autograd from computing gradients for the estimator's parameters.
+
+        Foolbox calls ``loss.backward()``, which also computes and accumulates
+        the gradient of every parameter that requires one; on a
+        784-512-512-10 MLP that is most of the backward pass. An attack needs
+        only the gradient with respect to the input.
+        """
+        params = [
+            p for module in _torch_modules(self.estimator) for p in module.parameters()
+            if p.requires_grad
+        ]
+        for p in params:
+            p.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            for p in params:
+                p.requires_grad_(True)
+
+
+def _torch_modules(estimator):
+    module = getattr(estimator, "module_", None)
+    return [module] if isinstance(module, torch.nn.Module) else []

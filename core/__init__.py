@@ -5,7 +5,9 @@ scikit-learn transformers, and both come from plugins discovered through the
 ``robustlearn.plugins`` entry-point group (see :mod:`robustlearn.hookspecs`).
 """
 
+from .attacks import make_attack
 from .defense import BaseDefense
+from .evaluation import evaluate
 from .hookspecs import hookimpl
 from .registry import (
     list_attacks,
@@ -20,13 +22,6 @@ from .tags import DefenseTags, get_defense_tags
 __version__ = "0.1.0"
 
 
-def make_attack(name, **params):
-    """Make the attack transformer registered as ``name`` (see :mod:`robustlearn.attacks`)."""
-    from .registry import make
-
-    return make("attack", name, **params)
-
-
 def load_dataset(name, split="train", n=None, data_dir=None, random_state=None, download=False):
     """Load a registered dataset; see :func:`robustlearn.datasets.load`."""
     from .datasets import load
@@ -39,6 +34,7 @@ __all__ = [
     "BaseDefense",
     "DefenseTags",
     "__version__",
+    "evaluate",
     "get_defense_tags",
     "hookimpl",
     "list_attacks",

@@ -6,8 +6,10 @@ Subcommands
     List every registered defense, attack, purifier and dataset, and broken plugins.
 ``robustlearn fit --defense NAME --dataset NAME [--set key=value ...] --out model.joblib``
     Train a defense and save it with joblib.
-``robustlearn baselines [--dataset digits]``
-    Train the baseline defenses and print their test accuracy.
+``robustlearn evaluate --defense NAME | --model FILE --dataset NAME --attack NAME ... --out DIR``
+    Evaluate a defense under attacks; write report.json, report.md and robustness.png.
+``robustlearn baselines [--dataset digits] [--out robustlearn-baselines]``
+    Train the baseline defenses, evaluate them under FGSM and PGD, print the table, write the plot.
 
 Each subcommand's help comes from the docstring of the function that runs it.
 """
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 from . import registry
+from .validation import check_int
 
 
 def parse_assignments(assignments) -> dict:
@@ -102,16 +105,180 @@ def cmd_fit(args) -> int:
     return 0
 
 
+#: Attacks of the main job (and the default of ``evaluate``): single-step FGSM, and PGD with
+#: 40 steps of 2.5 epsilon / 40, the step rule of Madry et al. (ICLR 2018); Foolbox's default
+#: step (epsilon / 30) leaves PGD weaker than FGSM on the digits baselines.
+DEFAULT_ATTACKS = ("fgsm", "linf-pgd:steps=40,rel_stepsize=0.0625")
+
+
+def parse_epsilons(text) -> list:
+    """Parse a comma-separated list of radii: ``"0,0.05,0.1"`` gives ``[0.0, 0.05, 0.1]``."""
+    from .attacks.base import check_epsilons
+
+    try:
+        values = [float(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--epsilons expects comma-separated numbers, got {text!r}") from None
+    return check_epsilons(values, "--epsilons")
+
+
+def _atomic_write_files(contents: dict, out_dir: Path) -> None:
+    """Write ``{name: bytes}`` into ``out_dir``, each through a temporary file and a rename.
+
+    Every content is produced before this is called, so a failure leaves either
+    the previous files or none, never a half-written one.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name, data in contents.items():
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=name + ".", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; reports are not
+            os.replace(tmp, out_dir / name)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+
+
+def _figure_bytes(fig) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def parse_attack(text):
+    """Parse ``NAME`` or ``NAME:key=value,key=value`` into a name or a ``(name, params)`` pair.
+
+    ``linf-pgd:steps=100,rel_stepsize=0.0625`` gives
+    ``("linf-pgd", {"steps": 100, "rel_stepsize": 0.0625})``; values are read as
+    Python literals when possible. The name is checked against the registry
+    (``ValueError`` with a suggestion).
+    """
+    name, sep, raw = str(text).partition(":")
+    name = name.strip()
+    registry.get_registry().get("attack", name)
+    if not sep:
+        return name
+    return name, parse_assignments(part for part in raw.split(",") if part.strip())
+
+
+def _parse_attacks(texts):
+    return [parse_attack(text) for text in (texts or DEFAULT_ATTACKS)]
+
+
+def cmd_evaluate(args) -> int:
+    """Evaluate a defense under attacks and write report.json, report.md and robustness.png.
+
+    The defense is trained on the dataset's training split (``--defense`` with
+    ``--set`` parameters; it is saved as ``DIR/model.joblib`` so that
+    ``--resume`` continues with the same model) or loaded with ``--model``. The
+    evaluation runs on ``--n`` stratified test examples; its log
+    ``DIR/evaluation.jsonl`` lets ``--resume`` continue an interrupted run.
+    """
+    import joblib
+
+    from .datasets import load
+    from .evaluation import evaluate
+
+    epsilons = parse_epsilons(args.epsilons)
+    attacks = _parse_attacks(args.attack)
+    check_int(args.batch_size, "--batch-size", low=1)
+    out = Path(args.out)
+    saved = out / "model.joblib"
+    if args.model and args.defense:
+        raise ValueError("give --defense (train) or --model (load), not both")
+    if args.model:
+        if args.set:
+            raise ValueError("--set configures --defense; a --model is used as saved")
+        estimator = joblib.load(args.model)
+        source = args.model
+    elif args.defense and args.resume and saved.exists():
+        estimator = joblib.load(saved)
+        source = str(saved)
+    elif args.defense:
+        params = parse_assignments(args.set)
+        params.setdefault("random_state", args.seed)
+        params.setdefault("verbose", args.verbose)
+        estimator = registry.make_defense(args.defense, **params)
+        estimator._validate_params()  # fail on bad --set values before loading data
+        if (out / "evaluation.jsonl").exists() and not args.resume:
+            raise ValueError(f"{out} already holds an evaluation; pass --resume to continue it "
+                             "or choose another --out")
+        X, y = load(args.dataset, "train", n=args.train_n, data_dir=args.data_dir,
+                    random_state=args.seed)
+        estimator.fit(X, y)
+        _atomic_dump(estimator, saved)
+        source = args.defense
+    else:
+        raise ValueError("give --defense NAME (train it) or --model FILE (a fitted model)")
+    X_test, y_test = load(args.dataset, "test", n=args.n, data_dir=args.data_dir,
+                          random_state=args.seed)
+    report = evaluate(
+        estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
+        batch_size=args.batch_size, out_dir=out, resume=args.resume, random_state=args.seed,
+        verbose=args.verbose, metadata={"dataset": args.dataset, "model": source},
+    )
+    markdown = report.to_markdown()
+    _atomic_write_files({
+        "report.json": report.to_json().encode() + b"\n",
+        "report.md": markdown.encode(),
+        "robustness.png": _figure_bytes(report.plot()),
+    }, out)
+    print(markdown)
+    print(f"wrote {out / 'report.json'}, {out / 'report.md'}, {out / 'robustness.png'}")
+    return 0
+
+
 BASELINES = ("mlp", "cnn", "adversarial-training")
 
 
-def cmd_baselines(args) -> int:
-    """Train the baseline defenses on a dataset and print their clean test accuracy."""
-    from .datasets import load
 
+def baselines_table(reports: dict, fit_seconds: dict) -> str:
+    """Markdown table of worst-case robust accuracy (%) per defense and epsilon."""
+    first = next(iter(reports.values()))
+    group = next(iter(first.worst_case))
+    header = ["defense"] + [
+        "clean" if eps == 0 else f"eps={eps:g}" for eps in first.epsilons
+    ] + ["fit s", "attack s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, report in reports.items():
+        accuracy = report.worst_case[group]["accuracy"]
+        cells = [name] + [f"{100 * a:.1f}" for a in accuracy]
+        cells += [f"{fit_seconds[name]:.1f}", f"{report.compute_seconds:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    attacks = ", ".join(first.worst_case[group]["attacks"])
+    lines.append("")
+    lines.append(
+        f"Robust accuracy (%) on {first.n_examples} test images: per example, the worst case "
+        f"over {attacks} ({group}) at every radius up to eps."
+    )
+    return "\n".join(lines)
+
+
+def cmd_baselines(args) -> int:
+    """Train the baselines, evaluate them under FGSM and PGD, print the table, write the plot.
+
+    Each baseline (``mlp``, ``cnn``, ``adversarial-training`` over the MLP) is
+    trained on the dataset's training split and evaluated on its test split
+    under the ``--attack`` attacks at ``--epsilons``. The table of worst-case
+    robust accuracy is printed; ``--out`` receives ``baselines.md`` (the table
+    and every report), ``<defense>.json`` (each report) and ``robustness.png``
+    (the worst-case curves side by side).
+    """
+    from .datasets import load
+    from .evaluation import evaluate, plot_comparison
+
+    epsilons = parse_epsilons(args.epsilons)
+    attacks = _parse_attacks(args.attack)
     X, y = load(args.dataset, "train", n=args.n, data_dir=args.data_dir, random_state=args.seed)
     X_test, y_test = load(args.dataset, "test", data_dir=args.data_dir)
-    print(f"| defense | test accuracy | fit seconds |\n|---|---|---|")
+    reports, fit_seconds = {}, {}
     for name in BASELINES:
         params = {"random_state": args.seed, "verbose": args.verbose}
         if name == "adversarial-training":
@@ -119,8 +286,24 @@ def cmd_baselines(args) -> int:
         estimator = registry.make_defense(name, **params)
         start = time.perf_counter()
         estimator.fit(X, y)
-        seconds = time.perf_counter() - start
-        print(f"| {name} | {estimator.score(X_test, y_test):.4f} | {seconds:.1f} |")
+        fit_seconds[name] = time.perf_counter() - start
+        reports[name] = evaluate(
+            estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
+            random_state=args.seed, verbose=args.verbose,
+            metadata={"dataset": args.dataset, "defense": name},
+        )
+    table = baselines_table(reports, fit_seconds)
+    out = Path(args.out)
+    contents = {
+        "baselines.md": ("# Baselines on " + args.dataset + "\n\n" + table + "\n\n"
+                         + "\n".join(r.to_markdown() for r in reports.values())).encode(),
+        "robustness.png": _figure_bytes(plot_comparison(reports)),
+    }
+    for name, report in reports.items():
+        contents[f"{name}.json"] = report.to_json().encode() + b"\n"
+    _atomic_write_files(contents, out)
+    print(table)
+    print(f"\nwrote {', '.join(str(out / name) for name in contents)}")
     return 0
 
 
@@ -151,9 +334,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(p)
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("baselines", help=_first_paragraph(cmd_baselines))
+    p = sub.add_parser("evaluate", help=_first_paragraph(cmd_evaluate),
+                       description=cmd_evaluate.__doc__)
+    p.add_argument("--defense", help="registered defense to train")
+    p.add_argument("--model", help="fitted model saved with joblib (instead of --defense)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="defense parameter, repeatable")
+    p.add_argument("--attack", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="registered attack with optional parameters, repeatable (default "
+                        + " and ".join(DEFAULT_ATTACKS) + ")")
+    p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3",
+                   help="comma-separated radii (default 0,0.05,0.1,0.2,0.3)")
+    p.add_argument("--out", required=True, help="folder for the log and the report files")
+    p.add_argument("--resume", action="store_true", help="continue the evaluation logged in --out")
+    p.add_argument("--batch-size", type=int, default=256,
+                   help="examples per logged unit of work (default 256)")
+    p.add_argument("--dataset", default="digits", help="registered dataset (default digits)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the dataset files (default $ROBUSTLEARN_DATA)")
+    p.add_argument("--n", type=int, default=None,
+                   help="stratified test subset to evaluate on (default the whole test split)")
+    p.add_argument("--train-n", type=int, default=None,
+                   help="stratified training subset for --defense (default all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--verbose", type=int, default=0, help="1 shows progress bars")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baselines", help=_first_paragraph(cmd_baselines),
+                       description=cmd_baselines.__doc__)
     p.add_argument("--epsilon", type=float, default=0.1,
                    help="linf radius for adversarial training (default 0.1)")
+    p.add_argument("--attack", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="registered attack with optional parameters, repeatable (default "
+                        + " and ".join(DEFAULT_ATTACKS) + ")")
+    p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3",
+                   help="comma-separated evaluation radii (default 0,0.05,0.1,0.2,0.3)")
+    p.add_argument("--out", default="robustlearn-baselines",
+                   help="folder for the reports and the plot (default robustlearn-baselines)")
     _add_data_arguments(p)
     p.set_defaults(func=cmd_baselines)
     return parser

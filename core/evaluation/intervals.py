@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
-from scipy.stats import norm
 
 
 def wilson_interval(n_correct, n_total, confidence: float = 0.95):
@@ -43,14 +44,15 @@ def wilson_interval(n_correct, n_total, confidence: float = 0.95):
     n = np.asarray(n_total, dtype=np.float64)
     if np.any(n < 0) or np.any(k < 0) or np.any(k > n):
         raise ValueError("n_correct must lie in [0, n_total] and n_total must be >= 0")
-    z = norm.ppf(1 - (1 - confidence) / 2)
+    z = NormalDist().inv_cdf(1 - (1 - confidence) / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = k / n
         denominator = 1 + z**2 / n
         centre = (p + z**2 / (2 * n)) / denominator
         half = z / denominator * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2))
-        low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), 0.0)
-        high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), 1.0)
+        # at k = 0 and k = n the bounds are exactly 0 and 1; rounding would leave 1e-17
+        low = np.where((n > 0) & (k > 0), np.clip(centre - half, 0.0, 1.0), 0.0)
+        high = np.where((n > 0) & (k < n), np.clip(centre + half, 0.0, 1.0), 1.0)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

@@ -1,0 +1,120 @@
+"""Plots of robustness reports (matplotlib, the ``plot`` extra)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _figure(n_axes: int):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "plotting a robustness report needs matplotlib: pip install 'robustlearn[plot]'"
+        ) from exc
+    # A bare Figure needs no pyplot backend, so plotting works headless and in threads.
+    fig = Figure(figsize=(5.0 * n_axes, 4.0), layout="constrained")
+    return fig, list(np.atleast_1d(fig.subplots(1, n_axes, squeeze=False)[0]))
+
+
+def _curve(ax, epsilons, data, **style):
+    line = ax.plot(epsilons, data["accuracy"], **style)[0]
+    ax.fill_between(epsilons, data["ci_low"], data["ci_high"], color=line.get_color(),
+                    alpha=0.15 if style.get("linewidth", 1) > 1.5 else 0.08, linewidth=0)
+    return line
+
+
+def _decorate(ax, title, confidence):
+    ax.set_xlabel("epsilon")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(fontsize="small", title=f"bands: Wilson {round(100 * confidence)} %",
+              title_fontsize="x-small")
+
+
+def plot_report(report, path=None, ax=None):
+    """Robust accuracy against epsilon: one line per attack plus the worst case.
+
+    Each norm group of the report gets its own axes (their epsilons are not
+    comparable), with the per-attack curves as thin dashed lines, the
+    per-example worst case as a thick line, and Wilson bands around each.
+
+    Parameters
+    ----------
+    report : RobustnessReport
+    path : str or Path, optional
+        Where to save the figure (format from the suffix, e.g. ``.png``).
+    ax : matplotlib Axes or sequence of Axes, optional
+        Axes to draw into, one per norm group; a single Axes takes every
+        group. By default a new figure is made.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    groups = list(report.worst_case)
+    if ax is None:
+        fig, axes = _figure(len(groups))
+    else:
+        axes = list(np.atleast_1d(ax))
+        if len(axes) == 1:
+            axes = axes * len(groups)
+        elif len(axes) != len(groups):
+            raise ValueError(f"ax must hold 1 or {len(groups)} axes (one per norm group)")
+        fig = axes[0].figure
+    by_key = {a["key"]: a for a in report.attacks}
+    eps = report.epsilons
+    for axis, group in zip(axes, groups):
+        worst = report.worst_case[group]
+        for key in worst["attacks"]:
+            _curve(axis, eps, by_key[key], linestyle="--", marker="o", markersize=3,
+                   linewidth=1.2, label=key, zorder=3)
+        # drawn beneath the attacks: it coincides with the strongest attack's curve
+        _curve(axis, eps, worst, color="0.2", marker="s", markersize=5, linewidth=3,
+               label=f"worst case ({group})", zorder=2)
+        _decorate(axis, f"{report.estimator_name}, {group} (n={report.n_examples})",
+                  report.confidence)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_comparison(reports, path=None, ax=None, group=None):
+    """Worst-case robust accuracy of several estimators on one axes.
+
+    Parameters
+    ----------
+    reports : dict of str to RobustnessReport
+        Label of each estimator and its report (same epsilons not required).
+    path : str or Path, optional
+        Where to save the figure.
+    ax : matplotlib Axes, optional
+        Axes to draw into; by default a new figure is made.
+    group : str, optional
+        Norm group to compare (default: the first group of the first report).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not reports:
+        raise ValueError("reports must not be empty")
+    first = next(iter(reports.values()))
+    group = group or next(iter(first.worst_case))
+    if ax is None:
+        fig, (ax,) = _figure(1)
+    fig = ax.figure
+    for label, report in reports.items():
+        if group not in report.worst_case:
+            raise ValueError(f"report {label!r} has no {group!r} worst case")
+        _curve(ax, report.epsilons, report.worst_case[group], marker="o", linewidth=2,
+               label=label)
+    attacks = ", ".join(first.worst_case[group]["attacks"])
+    dataset = first.metadata.get("dataset")
+    _decorate(ax, (f"{dataset}: " if dataset else "")
+              + f"worst case over {attacks} (n={first.n_examples})", first.confidence)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

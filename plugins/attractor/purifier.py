@@ -1,0 +1,220 @@
+"""``AttractorPurifier``: a transformer that replaces each input by its attractor."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from robustlearn.device import resolve_device
+from robustlearn.seeding import seed_from, torch_seed
+from robustlearn.training import TensorBatchIterator
+from robustlearn.validation import (
+    check_choice,
+    check_device,
+    check_float,
+    check_images,
+    check_int,
+    check_int_tuple,
+    check_random_state,
+)
+
+from .dynamics import iterate_to_fixed_point
+from .eigen_loss import EIGEN_METHODS
+from .network import ACTIVATIONS, OUTPUT_ACTIVATIONS, AttractorNetwork
+from .objective import AttractorObjective, ReconstructionNet, train_in_phases
+
+_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
+
+
+class AttractorPurifier(TransformerMixin, BaseEstimator):
+    """Purify images by iterating an attractor autoencoder to its fixed point.
+
+    ``fit`` trains its own autoencoder on ``X`` (reconstruction, then
+    reconstruction plus L_eigen, as in :class:`AttractorClassifier` but without
+    the classification head: labels are not needed); ``transform`` iterates
+    x_{k+1} = f(x_k) from each input and returns the final iterates in the
+    input's shape. Put it in front of any classifier::
+
+        Pipeline([("purify", make_purifier("attractor")), ("clf", make_defense("mlp"))])
+
+    Alipour & SeyyedSalehi, arXiv 2406.10579 (2024); the purification view is
+    that of MagNet's reformer (Meng & Chen, CCS 2017).
+
+    Parameters
+    ----------
+    encoder_layers, decoder_layers, activation, output_activation
+        Architecture; see :class:`AttractorClassifier`.
+    lambda_eig, eigen_method, eigen_margin, eigen_batch_size, power_iterations, n_probes
+        L_eigen settings; see :class:`AttractorClassifier`.
+    finetune_epochs : int, default=50
+        Epochs with L_eigen after ``max_epochs`` epochs of reconstruction only.
+    max_iter : int, default=50
+    tol : float, default=1e-4
+        Stopping rule of the iterations.
+    max_epochs : int, default=100
+    batch_size : int, default=100
+    lr : float, default=1e-3
+    optimizer : {"adam", "adamw", "sgd"}, default="adam"
+    device : str or torch.device, default="auto"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+
+    Attributes
+    ----------
+    n_features_in_ : int
+    input_shape_ : tuple of int
+    net_ : skorch.NeuralNet
+    module_ : AttractorNetwork
+    """
+
+    _test_params = dict(
+        encoder_layers=(16, 8), decoder_layers=(16,), max_epochs=20, finetune_epochs=2,
+        batch_size=32, lr=3e-3, max_iter=3, eigen_method="power", power_iterations=2,
+        eigen_batch_size=4,
+    )
+
+    def __init__(
+        self,
+        encoder_layers=(500, 300, 300),
+        decoder_layers=(300, 500),
+        activation="tanh",
+        output_activation="sigmoid",
+        lambda_eig=0.1,
+        eigen_method="exact",
+        eigen_margin=0.9,
+        eigen_batch_size=16,
+        power_iterations=5,
+        n_probes=4,
+        finetune_epochs=50,
+        max_iter=50,
+        tol=1e-4,
+        *,
+        max_epochs=100,
+        batch_size=100,
+        lr=1e-3,
+        optimizer="adam",
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.encoder_layers = encoder_layers
+        self.decoder_layers = decoder_layers
+        self.activation = activation
+        self.output_activation = output_activation
+        self.lambda_eig = lambda_eig
+        self.eigen_method = eigen_method
+        self.eigen_margin = eigen_margin
+        self.eigen_batch_size = eigen_batch_size
+        self.power_iterations = power_iterations
+        self.n_probes = n_probes
+        self.finetune_epochs = finetune_epochs
+        self.max_iter = max_iter
+        self.tol = tol
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.optimizer = optimizer
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _validate_params(self):
+        check_int_tuple(self.encoder_layers, "encoder_layers")
+        check_int_tuple(self.decoder_layers, "decoder_layers", allow_empty=True)
+        check_choice(self.activation, "activation", ACTIVATIONS)
+        check_choice(self.output_activation, "output_activation", OUTPUT_ACTIVATIONS)
+        check_float(self.lambda_eig, "lambda_eig", low=0)
+        check_choice(self.eigen_method, "eigen_method", EIGEN_METHODS)
+        check_float(self.eigen_margin, "eigen_margin", low=0, low_open=True)
+        check_int(self.eigen_batch_size, "eigen_batch_size", low=1)
+        check_int(self.power_iterations, "power_iterations", low=1)
+        check_int(self.n_probes, "n_probes", low=1)
+        check_int(self.finetune_epochs, "finetune_epochs", low=0)
+        check_int(self.max_iter, "max_iter", low=1)
+        check_float(self.tol, "tol", low=0)
+        check_int(self.max_epochs, "max_epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_float(self.lr, "lr", low=0, low_open=True)
+        check_choice(self.optimizer, "optimizer", _OPTIMIZERS)
+        check_device(self.device)
+        check_random_state(self.random_state)
+        check_int(self.verbose, "verbose", low=0)
+
+    def fit(self, X, y=None):
+        """Train the autoencoder on images ``X`` (``y`` is ignored).
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X = check_images(X, self, reset=True)
+        objective = AttractorObjective(
+            lambda_cls=0.0, lambda_eig=float(self.lambda_eig), eigen_method=self.eigen_method,
+            eigen_margin=float(self.eigen_margin), eigen_batch_size=int(self.eigen_batch_size),
+            power_iterations=int(self.power_iterations), n_probes=int(self.n_probes),
+        )
+        seed = seed_from(self.random_state)
+        with torch_seed(seed):
+            module = AttractorNetwork(
+                self.n_features_in_, tuple(self.encoder_layers), tuple(self.decoder_layers),
+                n_classes=1, activation=self.activation,
+                output_activation=self.output_activation,
+            )
+            self.net_ = ReconstructionNet(
+                module=module, criterion=torch.nn.MSELoss,
+                optimizer=_OPTIMIZERS[self.optimizer], lr=self.lr,
+                max_epochs=self.max_epochs, batch_size=self.batch_size, train_split=None,
+                iterator_train=TensorBatchIterator, iterator_train__shuffle=True,
+                iterator_valid=TensorBatchIterator,
+                device=str(resolve_device(self.device)), verbose=self.verbose,
+                training_objective=objective,
+            )
+            self.net_.initialize()
+            train_in_phases(self.net_, objective, torch.from_numpy(X), None,
+                            int(self.finetune_epochs))
+        self.module_ = self.net_.module_
+        self.module_.eval()
+        return self
+
+    def transform(self, X):
+        """Final iterates of the dynamics from each input, with the input's shape.
+
+        Parameters
+        ----------
+        X : array-like of shape (n, d), (n, H, W) or (n, C, H, W)
+
+        Returns
+        -------
+        ndarray of float32, same shape as ``X``
+        """
+        check_is_fitted(self)
+        shape = np.shape(X)
+        images = check_images(X, self, reset=False)
+        device = next(self.module_.parameters()).device
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(images), max(int(self.batch_size), 256)):
+                xb = torch.from_numpy(images[start : start + max(int(self.batch_size), 256)])
+                result = iterate_to_fixed_point(
+                    self.module_.step, xb.to(device).flatten(1),
+                    max_iter=int(self.max_iter), tol=float(self.tol),
+                )
+                outputs.append(result.x.cpu().numpy())
+        return np.concatenate(outputs).reshape(shape).astype(np.float32)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "module_")
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("module_", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "net_" in state:
+            self.module_ = self.net_.module_
+            self.module_.eval()

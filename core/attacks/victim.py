@@ -88,7 +88,7 @@ class Victim:
                 f"got {surface!r}"
             )
         self.surface_name = surface
-        self.logits = surfaces[surface]
+        self.logits = _direct_forward(estimator, surfaces[surface]) or surfaces[surface]
         self.input_shape = tuple(getattr(estimator, "input_shape_", ()) or ())
         self.device = self._device()
 
@@ -141,6 +141,32 @@ class Victim:
         finally:
             for p in params:
                 p.requires_grad_(True)
+
+
+def _direct_forward(estimator, surface):
+    """``estimator._forward`` when ``surface`` is the unmodified ``BaseDefense.logits``.
+
+    ``logits`` checks fitting, switches to evaluation mode and reshapes on every
+    call; an attack calls it once per step on batches already of the right
+    shape, dtype and device, so those checks are done once here instead.
+    """
+    from ..defense import BaseDefense
+
+    if not isinstance(estimator, BaseDefense) or type(estimator).logits is not BaseDefense.logits:
+        return None
+    if surface != estimator.logits:
+        return None
+    estimator.module_.eval()
+    forward = estimator._forward
+    shape = tuple(estimator.input_shape_)
+    device = estimator.device_
+
+    def logits(x):
+        if tuple(x.shape[1:]) != shape or x.device != device or x.dtype != torch.float32:
+            return estimator.logits(x)
+        return forward(x)
+
+    return logits
 
 
 def _torch_modules(estimator):

@@ -73,30 +73,31 @@ class EvaluationJournal:
             self._write_line({"format": FORMAT, "config": self.config}, mode="w")
 
     def _read(self):
-        with open(self.path, encoding="utf-8") as handle:
-            lines = handle.read().split("\n")
+        with open(self.path, "rb") as handle:
+            # every line is written with its newline, so the text after the last newline is
+            # a line cut short by the interruption (empty when none was)
+            *complete, _ = handle.read().split(b"\n")
         try:
-            header = json.loads(lines[0])
-        except json.JSONDecodeError:
-            raise ValueError(f"{self.path} is not a robustlearn evaluation log") from None
-        if header.get("format") != FORMAT:
+            header = json.loads(complete[0]) if complete else None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            header = None
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
             raise ValueError(f"{self.path} is not a robustlearn evaluation log ({FORMAT})")
-        changed = _differences(header["config"], self.config)
+        changed = _differences(header.get("config"), self.config)
         if changed:
             raise ValueError(
                 f"cannot resume {self.path}: the configuration differs from the logged run in "
                 f"{', '.join(changed)}; use the same settings or another output folder"
             )
-        good_bytes = len(lines[0].encode("utf-8")) + 1
-        for line in lines[1:]:
-            if not line.strip():
-                break
+        good_bytes = len(complete[0]) + 1
+        for line in complete[1:]:
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line cut short by the interruption: that unit is redone
-            self.records[(record["unit"], record["batch"])] = record
-            good_bytes += len(line.encode("utf-8")) + 1
+                key = (record["unit"], record["batch"])
+            except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+                break  # damaged from here on: those units are redone
+            self.records[key] = record
+            good_bytes += len(line) + 1
         with open(self.path, "r+b") as handle:
             handle.truncate(good_bytes)
 

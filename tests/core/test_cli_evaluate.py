@@ -12,9 +12,9 @@ TINY_MLP = ["--set", "hidden_layer_sizes=(32,)", "--set", "max_epochs=10"]
 
 
 def _evaluate(out, *extra):
-    return cli.main(["evaluate", "--dataset", "digits", "--attack", "fgsm", "--attack",
-                     "linf-pgd:steps=10", "--epsilons", "0,0.1,0.3", "--n", "100", "--out", str(out),
-                     *extra])
+    return cli.main(["evaluate", "--dataset", "digits", "--attack", "fgsm",
+                     "--attack", "linf-pgd:steps=10", "--epsilons", "0,0.1,0.3", "--n", "100",
+                     "--out", str(out), *extra])
 
 
 @pytest.fixture(scope="module")

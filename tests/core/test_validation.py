@@ -52,7 +52,7 @@ BAD_DATA = [
     ("X-strings", np.full((40, 64), "a"), Y_GOOD, ValueError, "could not convert"),
     ("X-complex", X_GOOD.astype(np.complex64), Y_GOOD, ValueError, "[Cc]omplex"),
     ("X-sparse", sp.csr_matrix(X_GOOD.reshape(40, -1)), Y_GOOD, TypeError, "sparse"),
-    ("X-ragged", [[0.0, 1.0], [0.5]] * 20, Y_GOOD, ValueError, ""),
+    ("X-ragged", [[0.0, 1.0], [0.5]] * 20, Y_GOOD, ValueError, "X must be a rectangular array"),
 ]
 
 # (parameter, bad value, exception, message pattern); the shared parameters of every defense

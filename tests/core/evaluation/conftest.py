@@ -10,8 +10,9 @@ exceeds their distance to the boundary (0.1).
 import numpy as np
 import pytest
 import torch
-from robustlearn.attacks.base import BaseAttack
 from sklearn.base import BaseEstimator, ClassifierMixin
+
+from robustlearn.attacks.base import BaseAttack
 
 
 class ThresholdClassifier(ClassifierMixin, BaseEstimator):

@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
+from sklearn.exceptions import NotFittedError
+
 import robustlearn
 from robustlearn.evaluation import RobustnessReport
-from sklearn.exceptions import NotFittedError
 
 from .conftest import CodedAttack, ThresholdClassifier, make_coded_data
 

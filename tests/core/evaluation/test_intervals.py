@@ -5,6 +5,7 @@ Newcombe's Table II lists the Wilson score interval (his method 3) for his worke
 
 import numpy as np
 import pytest
+
 from robustlearn.evaluation import wilson_interval
 
 

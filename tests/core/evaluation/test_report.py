@@ -4,6 +4,7 @@ import json
 import sys
 
 import pytest
+
 import robustlearn
 from robustlearn.evaluation import RobustnessReport, plot_comparison
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 import robustlearn
 from robustlearn.evaluation.journal import JOURNAL_NAME, EvaluationJournal
 
@@ -129,3 +130,15 @@ def test_not_a_log(tmp_path, fitted_mlp, digits_small):
     with pytest.raises(ValueError, match="not a robustlearn evaluation log"):
         robustlearn.evaluate(fitted_mlp, X[:10], y[:10], attacks=["fgsm"], epsilons=[0.1],
                              out_dir=tmp_path, resume=True)
+
+
+def test_valid_json_without_its_newline_is_redone(run, tmp_path):
+    full = run(tmp_path / "full")
+    log = tmp_path / "full" / JOURNAL_NAME
+    records = _records(tmp_path / "full")
+    log.write_text(log.read_text()[:-1])  # the last record lost only its newline
+    resumed = run(tmp_path / "full", resume=True)
+    assert _results(resumed) == _results(full)
+    assert _records(tmp_path / "full") == records
+    assert log.read_text().endswith("}\n") and log.read_text().count("\n") == 1 + 3 * 3
+    assert resumed.n_batches_resumed == resumed.n_batches - 1

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 import robustlearn
 from robustlearn.evaluation import robust_correct, worst_case_correct
 

@@ -1,0 +1,49 @@
+"""AttractorPurifier: a transformer that composes with any defense in a Pipeline."""
+
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+
+import robustlearn
+from robustlearn.plugins.attractor import AttractorPurifier
+
+SMALL = dict(encoder_layers=(64, 32), decoder_layers=(64,), activation="elu", batch_size=32,
+             lr=2e-3, max_epochs=20, finetune_epochs=2, eigen_method="power", max_iter=20,
+             device="cpu", random_state=0)
+
+
+def test_registered_and_made_by_name():
+    purifier = robustlearn.make_purifier("attractor", max_iter=5)
+    assert isinstance(purifier, AttractorPurifier)
+    assert purifier.get_params()["max_iter"] == 5
+
+
+@pytest.mark.parametrize("shape", [(-1, 1, 8, 8), (-1, 8, 8), (-1, 64)])
+def test_transform_returns_the_input_shape_inside_the_unit_interval(digits, shape):
+    X, _, _, _ = digits
+    images = X[:100].reshape(shape)
+    purified = AttractorPurifier(**{**SMALL, "max_epochs": 2, "finetune_epochs": 1}).fit(
+        images).transform(images)
+    assert purified.shape == images.shape and purified.dtype == np.float32
+    assert purified.min() >= 0 and purified.max() <= 1
+
+
+def test_pipeline_purifier_then_any_defense(digits):
+    X, y, X_test, y_test = digits
+    pipeline = Pipeline([
+        ("purify", robustlearn.make_purifier("attractor", **SMALL)),
+        ("clf", robustlearn.make_defense("mlp", hidden_layer_sizes=(64,), max_epochs=15,
+                                         device="cpu", random_state=0)),
+    ]).fit(X, y)
+    assert pipeline.score(X_test, y_test) > 0.8
+    purifier = pipeline.named_steps["purify"]
+    # the purified images are (nearly) fixed points of the purifier's own map
+    once = purifier.transform(X_test[:50])
+    assert np.abs(purifier.transform(once) - once).max() < 0.05
+
+
+def test_purifier_rejects_bad_parameters(digits):
+    with pytest.raises(ValueError, match="eigen_method"):
+        AttractorPurifier(eigen_method="qr").fit(digits[0][:10])
+    with pytest.raises(ValueError, match="max_iter"):
+        AttractorPurifier(max_iter=0).fit(digits[0][:10])

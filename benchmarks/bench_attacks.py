@@ -43,9 +43,10 @@ import statistics
 import time
 from pathlib import Path
 
-import robustlearn
 import torch
 import torch.nn.functional as F
+
+import robustlearn
 from robustlearn.datasets import load
 
 REL_STEPSIZE = 0.01 / 0.3
@@ -80,7 +81,7 @@ def plain_pgd(model, x, y, epsilon, steps, step_size, backward=False):
     return x_adv.detach()
 
 
-def make_variants(clf, X, y, epsilon, steps, batch_size):
+def make_variants(clf, X, y, epsilon, steps, batch_size, report=True):
     """Map variant name -> callable returning adversarial images (numpy)."""
     import foolbox
 
@@ -135,7 +136,8 @@ def make_variants(clf, X, y, epsilon, steps, batch_size):
     try:
         import torchattacks
     except ImportError:
-        print("torchattacks not importable: skipped")
+        if report:
+            print("torchattacks not importable: skipped")
     else:
         atk = torchattacks.PGD(module, eps=epsilon, alpha=step, steps=steps, random_start=True)
         variants["torchattacks"] = lambda: torch.cat(
@@ -144,7 +146,8 @@ def make_variants(clf, X, y, epsilon, steps, batch_size):
         from art.attacks.evasion import ProjectedGradientDescentPyTorch
         from art.estimators.classification import PyTorchClassifier
     except ImportError:
-        print("adversarial-robustness-toolbox (art) not importable: skipped")
+        if report:
+            print("adversarial-robustness-toolbox (art) not importable: skipped")
     else:
         art_clf = PyTorchClassifier(module, loss=torch.nn.CrossEntropyLoss(),
                                     input_shape=X.shape[1:], nb_classes=10, clip_values=(0, 1))
@@ -164,7 +167,8 @@ def train(name, X, y, epochs, seed):
 
 
 def bench_model(name, clf, X, y, args):
-    warm = make_variants(clf, X[:32], y[:32], args.epsilon, 2, args.batch_size)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    warm = make_variants(clf, X[:32], y[:32], args.epsilon, 2, args.batch_size, report=False)
     for run in warm.values():  # warm-up
         run()
     variants = make_variants(clf, X, y, args.epsilon, args.steps, args.batch_size)
@@ -174,14 +178,15 @@ def bench_model(name, clf, X, y, args):
         order = names[r % len(names):] + names[:r % len(names)]
         for variant in order:
             torch.manual_seed(r)
-            t0 = time.perf_counter()
+            t0 = clock()
             adv = variants[variant]()
-            times[variant].append(time.perf_counter() - t0)
+            times[variant].append(clock() - t0)
             if r == 0:
                 acc = (clf.predict(adv.reshape(X.shape)) == y).mean()
                 times.setdefault(f"acc:{variant}", []).append(acc)
     print(f"\n{name}: linf-PGD, {args.steps} steps, eps={args.epsilon}, {len(X)} images, "
-          f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.repeats} repeats")
+          f"batch {args.batch_size}, {torch.get_num_threads()} threads, {args.repeats} repeats, "
+          f"{args.clock} time")
     med = {v: statistics.median(times[v]) for v in names}
     print(f"{'variant':22s} {'median s':>9s} {'/foolbox':>9s} {'/plain':>8s} {'robust acc':>10s}")
     for v in names:
@@ -203,6 +208,9 @@ def main(argv=None):
     parser.add_argument("--cnn-repeats", type=int, default=None,
                         help="repeats for the cnn (default: --repeats)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time, or this process's CPU time (steadier on a shared "
+                        "machine; use with --threads 1)")
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--quick", action="store_true",
                         help="200 images, 2000 training images, 1 epoch, 3 repeats")

@@ -3,12 +3,13 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator
+
 from robustlearn.attacks import make_attack
 from robustlearn.attacks.gradient import NORMS, projected_gradient_descent
 from robustlearn.defense import BaseDefense
 from robustlearn.tags import DefenseTags
 from robustlearn.validation import check_choice, check_float, check_int, check_int_tuple
-from sklearn.base import BaseEstimator
 
 from .networks import MLP, SmallCNN
 

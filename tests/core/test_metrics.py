@@ -4,6 +4,7 @@ import pickle
 
 import numpy as np
 import pytest
+from sklearn.model_selection import GridSearchCV, cross_validate
 
 import robustlearn
 from robustlearn.metrics import (
@@ -11,7 +12,6 @@ from robustlearn.metrics import (
     robust_accuracy,
     robust_accuracy_scorer,
 )
-from sklearn.model_selection import GridSearchCV, cross_validate
 
 
 def test_robust_accuracy_scorer_attacks_the_scored_estimator(fitted_mlp, digits):

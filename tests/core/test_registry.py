@@ -1,6 +1,7 @@
 """Plugin discovery: listing, making, unknown names, broken plugins and the environment switches."""
 
 import warnings
+from importlib import metadata
 
 import pytest
 
@@ -107,6 +108,18 @@ def test_plugin_that_raises_on_import_is_skipped_with_one_warning(plugin_env):
         ("exploding", "exploding-dist", "1.2")]
     assert "import failed" in reg.broken[0].error
     assert set(BUILTIN_DEFENSES) <= set(reg.names("defense"))  # the platform still works
+
+
+def test_real_entry_point_whose_module_raises_at_import(plugin_env, tmp_path):
+    (tmp_path / "rl_explodes_on_import.py").write_text("raise RuntimeError('kaboom at import')\n")
+    plugin_env.syspath_prepend(str(tmp_path))
+    entry_point = metadata.EntryPoint(name="explodes", value="rl_explodes_on_import",
+                                      group=registry.ENTRY_POINT_GROUP)
+    add_entry_points(plugin_env, entry_point)
+    reg, caught = _reload_recording()
+    assert len(caught) == 1 and "kaboom at import" in str(caught[0].message)
+    assert [(b.plugin, b.distribution) for b in reg.broken] == [("explodes", "-")]
+    assert set(BUILTIN_DEFENSES) <= set(reg.names("defense"))
 
 
 def test_plugin_whose_hook_raises_registers_nothing(plugin_env):

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from robustlearn.attacks.apgd import checkpoints, dlr_loss, top_targets
 from robustlearn.attacks.square import margin, square_fraction
 

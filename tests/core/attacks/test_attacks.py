@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
-import robustlearn
 import torch
+from sklearn.base import clone
+
+import robustlearn
 from robustlearn.attacks import BaseAttack
 from robustlearn.registry import get_registry
-from sklearn.base import clone
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Attacks as steps of scikit-learn compositions: Pipeline, GridSearchCV."""
 
 import numpy as np
-import robustlearn
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
+
+import robustlearn
 
 
 def small_mlp(**params):

@@ -6,6 +6,7 @@ import types
 from pathlib import Path
 
 import pytest
+
 from robustlearn import registry
 
 PAGE = Path(__file__).resolve().parents[3] / "docs" / "attacks.md"

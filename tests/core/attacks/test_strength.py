@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-import robustlearn
 import torch
 import torch.nn.functional as F
+
+import robustlearn
 
 EPSILONS = [0.02, 0.05, 0.1, 0.15, 0.2, 0.3]
 

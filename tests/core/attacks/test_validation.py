@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
-import robustlearn
 from sklearn.exceptions import NotFittedError
+
+import robustlearn
 
 BAD_EPSILONS = [
     (-0.1, ValueError, ">= 0"),

@@ -5,10 +5,11 @@ import pytest
 from robustlearn.plugins.attractor import AttractorClassifier
 
 #: A small attractor network that learns digits in a few seconds on one core.
-SMALL = dict(encoder_layers=(64, 32), decoder_layers=(64,), activation="elu", batch_size=32,
-             lr=2e-3, max_epochs=30, finetune_epochs=5, eigen_method="power",
-             eigen_batch_size=16, max_iter=30, tol=1e-4, attractor_check_size=100,
-             attractor_residual_tol=0.3, device="cpu", random_state=0)
+SMALL = dict(encoder_layers=(64, 32), decoder_layers=(64,), activation="elu", batch_size=64,
+             lr=3e-3, max_epochs=20, finetune_epochs=8, eigen_method="power",
+             eigen_margin=0.5, eigen_batch_size=16, max_iter=150, tol=1e-3,
+             attractor_check_size=100, attractor_residual_tol=0.3, device="cpu",
+             random_state=0)
 
 
 @pytest.fixture(scope="session")

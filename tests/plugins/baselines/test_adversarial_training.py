@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 import robustlearn
 from robustlearn.tags import get_defense_tags
 

@@ -315,11 +315,12 @@ class BaseDefense(ClassifierMixin, BaseEstimator):
     def _batched(self, fn, X):
         """Apply a tensor function to a validated array in batches without gradients."""
         batch = max(int(self.batch_size), 256)
+        device = self.device_
         outputs = []
         with torch.no_grad():
             self.module_.eval()
             for start in range(0, len(X), batch):
-                xb = torch.from_numpy(X[start : start + batch]).to(self.device_)
+                xb = torch.from_numpy(X[start : start + batch]).to(device)
                 outputs.append(fn(xb).detach().cpu().numpy())
         return np.concatenate(outputs, axis=0)
 

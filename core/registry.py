@@ -204,6 +204,22 @@ def _collect(registry: Registry, pm, plugin, plugin_name, dist, version) -> None
         registry.entries[reg.kind][reg.name] = reg
 
 
+def _register_checked(registry: Registry, pm, plugin, name, dist, version) -> bool:
+    """Register ``plugin`` with pluggy; a misspelt hook name makes it broken, not silent."""
+    try:
+        pm.register(plugin, name=name)
+    except Exception as exc:  # noqa: BLE001
+        _fail(registry, name, dist, version, f"registration failed: {exc!r}")
+        return False
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        pm.unregister(plugin)
+        _fail(registry, name, dist, version, f"unknown hook: {exc}")
+        return False
+    return True
+
+
 def _load(registry: Registry) -> None:
     pm = registry.plugin_manager
     if not _env_flag("ROBUSTLEARN_DISABLE_PLUGIN_AUTOLOAD"):
@@ -217,16 +233,14 @@ def _load(registry: Registry) -> None:
             seen.add((ep.name, ep.value))
             try:
                 plugin = ep.load()
-                pm.register(plugin, name=ep.name)
             except Exception as exc:  # noqa: BLE001
                 _fail(registry, ep.name, dist, version, f"import failed: {exc!r}")
                 continue
+            if not _register_checked(registry, pm, plugin, ep.name, dist, version):
+                continue
             _collect(registry, pm, plugin, ep.name, dist, version)
     for plugin, name in _extra_plugins:
-        try:
-            pm.register(plugin, name=name)
-        except Exception as exc:  # noqa: BLE001
-            _fail(registry, name, "-", "-", f"registration failed: {exc!r}")
+        if not _register_checked(registry, pm, plugin, name, "-", "-"):
             continue
         _collect(registry, pm, plugin, name, "-", "-")
 

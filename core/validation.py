@@ -51,13 +51,20 @@ def check_images(X, estimator=None, *, reset: bool = False):
             "(use X.toarray())."
         )
     ndim = _sample_ndim(X)
+    if ndim < 2:
+        # "Reshape your data" is the phrase scikit-learn's check_fit2d_predict1d looks for
+        raise ValueError(
+            f"X must have shape (n, d), (n, H, W) or (n, C, H, W), got {ndim} dimension(s). "
+            "Reshape your data: a single image needs a leading sample axis, X[None]."
+        )
     if ndim <= 2 and estimator is not None:
         # sklearn's own path keeps feature-name bookkeeping and its error messages.
         arr = validate_data(
             estimator, X, reset=reset, dtype=_ACCEPTED_DTYPES, ensure_min_samples=1
         )
     else:
-        arr = check_array(X, allow_nd=True, dtype=_ACCEPTED_DTYPES, ensure_min_samples=1)
+        arr = check_array(X, allow_nd=True, dtype=_ACCEPTED_DTYPES, ensure_min_samples=1,
+                          input_name="X")
     if arr.ndim > 4:
         raise ValueError(
             f"X must have shape (n, d), (n, H, W) or (n, C, H, W), got {arr.ndim} dimensions "
@@ -69,10 +76,12 @@ def check_images(X, estimator=None, *, reset: bool = False):
     arr = np.asarray(arr, dtype=np.float32)
     if scale != 1.0:
         arr = arr / np.float32(scale)
+    # reshape, not arr[:, None]: indexing gives the new axis a zero stride, and torch's
+    # conv kernels then take another code path (results differ in the last bits)
     if arr.ndim == 2:
-        arr = arr[:, None, None, :]
+        arr = np.ascontiguousarray(arr).reshape(arr.shape[0], 1, 1, arr.shape[1])
     elif arr.ndim == 3:
-        arr = arr[:, None, :, :]
+        arr = np.ascontiguousarray(arr).reshape(arr.shape[0], 1, *arr.shape[1:])
     if estimator is None:
         return np.ascontiguousarray(arr)
     n_features = int(np.prod(arr.shape[1:]))

@@ -235,6 +235,14 @@ class AttractorClassifier(BaseDefense):
     def __robustlearn_tags__(self):
         return DefenseTags(iterative=True, has_detector=True, custom_detector=True)
 
+    def _expected_failed_checks(self):
+        return {
+            "check_non_transformer_estimators_n_iter": (
+                "max_iter bounds the passes of the inference dynamics, not training "
+                "iterations; the passes are per input and are reported by fixed_points()"
+            ),
+        }
+
     # ---------------------------------------------------------------- public
     def attack_surfaces(self):
         """Differentiable maps an attacker may target, by name.

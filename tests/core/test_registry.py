@@ -235,3 +235,23 @@ def test_trace_prints_hook_calls(plugin_env, capsys):
 def test_no_trace_by_default(plugin_env, capsys):
     registry.reload()
     assert "[robustlearn]" not in capsys.readouterr().err
+
+
+def test_plugin_with_a_misspelt_hook_is_broken_not_silent(plugin_env):
+    import types
+    import warnings
+
+    from robustlearn import hookimpl, registry
+
+    @hookimpl
+    def register_model(register):  # typo of register_defenses
+        register("never", object)
+
+    plugin = types.SimpleNamespace(register_model=register_model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registry.register_plugin(plugin, name="typo-plugin")
+    broken = {b.plugin: b.error for b in registry.get_registry().broken}
+    assert "typo-plugin" in broken and "register_model" in broken["typo-plugin"]
+    assert any("typo-plugin" in str(w.message) for w in caught)
+    registry.unregister_plugin("typo-plugin")

@@ -181,3 +181,17 @@ def test_builtin_attacks_are_registered_with_metadata():
         assert reg.plugin == "attacks"
     assert "minimization" in registry.get("attack", "l2-cw").capabilities
     assert "model-free" in registry.get("attack", "gaussian-noise").capabilities
+
+
+SKLEARN_CHECKS = ["check_no_attributes_set_in_init", "check_parameters_default_constructible",
+                  "check_get_params_invariance", "check_set_params", "check_estimator_repr",
+                  "check_estimator_cloneable"]
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_scikit_learn_parameter_checks(name):
+    from sklearn.utils import estimator_checks
+
+    attack = robustlearn.make_attack(name)
+    for check in SKLEARN_CHECKS:
+        getattr(estimator_checks, check)(type(attack).__name__, attack)

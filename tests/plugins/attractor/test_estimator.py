@@ -67,14 +67,14 @@ def test_detects_fashion_mnist_far_more_often_than_mnist(data_dir):
                                         random_state=0)
     estimator = AttractorClassifier(**{**SMALL, "encoder_layers": (128, 64),
                                        "decoder_layers": (128,), "max_epochs": 20,
-                                       "finetune_epochs": 3}).fit(X, y)
+                                       "finetune_epochs": 3, "max_iter": 2}).fit(X, y)
     flagged_id, flagged_ood = estimator.detect(X_id).mean(), estimator.detect(X_ood).mean()
     assert flagged_id < 0.15  # calibrated at 95 % TPR on held-out training digits
     assert flagged_ood > flagged_id + 0.4
 
 
 def test_bpda_attack_goes_through_where_the_loop_may_mask_gradients(fitted_pair, digits):
-    estimator = fitted_pair[0]
+    estimator = copy.deepcopy(fitted_pair[0]).set_params(max_iter=3)
     _, _, X_test, y_test = digits
     x, y = torch.from_numpy(X_test[:100]), torch.from_numpy(y_test[:100])
     surfaces = estimator.attack_surfaces()
@@ -116,13 +116,14 @@ def test_estimator_checks_pass():
 
 def test_grid_search_over_lambda_eig_and_max_iter(digits):
     X, y, _, _ = digits
-    small = {**SMALL, "max_epochs": 5, "finetune_epochs": 1}
+    small = {**SMALL, "max_epochs": 15, "finetune_epochs": 1}
     search = GridSearchCV(AttractorClassifier(**small),
-                          {"lambda_eig": [0.0, 1.0], "max_iter": [1, 10]}, cv=2)
+                          {"lambda_eig": [0.0, 1.0], "max_iter": [1, 50]}, cv=2)
     search.fit(X[:400], y[:400])
     assert len(search.cv_results_["params"]) == 4
-    assert search.best_params_["lambda_eig"] in (0.0, 1.0)
-    assert search.best_score_ > 0.3
+    # one pass keeps the head's accuracy; fifty passes drift (see test above)
+    assert search.best_params_["max_iter"] == 1
+    assert search.best_score_ > 0.6
 
 
 def test_pickle_round_trip_keeps_predictions_and_detections(fitted_pair, digits):

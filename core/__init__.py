@@ -5,6 +5,7 @@ scikit-learn transformers, and both come from plugins discovered through the
 ``robustlearn.plugins`` entry-point group (see :mod:`robustlearn.hookspecs`).
 """
 
+from . import datasets, metrics
 from .attacks import make_attack
 from .defense import BaseDefense
 from .evaluation import evaluate
@@ -34,6 +35,7 @@ __all__ = [
     "BaseDefense",
     "DefenseTags",
     "__version__",
+    "datasets",
     "evaluate",
     "get_defense_tags",
     "hookimpl",
@@ -45,4 +47,5 @@ __all__ = [
     "make_attack",
     "make_defense",
     "make_purifier",
+    "metrics",
 ]

@@ -10,8 +10,10 @@ ECCV 2020, arXiv 1912.00049, Algorithms 1 and 2):
   perturbation; the proposal is kept when it lowers the margin loss
   ``z_y - max_{i != y} z_i``;
 - ``p`` starts at ``p_init = 0.8`` and is halved at iterations
-  10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of a 10000-query run
-  (rescaled for other budgets, Sec. 4 of the paper);
+  10, 50, 200, 500, 1000, 2000, 4000, 6000 and 8000 of a 10000-query run,
+  rescaled here to the query budget (the reference code calls this
+  ``resc_schedule``; AutoAttack's reference run leaves it off, so with 5000
+  queries it halves ``p`` later than this implementation does);
 - only images that are not yet misclassified are queried.
 
 It needs only the victim's scores, so it tests whether a defense merely masks

@@ -72,10 +72,35 @@ def _changed_params(attack, params) -> dict:
 
 
 def _registered_name(attack) -> str:
+    """Name of the registration that makes attacks like ``attack``.
+
+    Several registrations can share a class (``apgd-ce``, ``apgd-dlr`` and
+    ``apgd-t`` are all ``APGD`` with another ``loss``), so among the factories
+    producing this class, pick the one whose defaults agree with most of the
+    attack's parameters.
+    """
+    params = attack.get_params(deep=False) if hasattr(attack, "get_params") else {}
+    best, best_agreement = type(attack).__name__, -1
     for entry in registry.list_registrations("attack"):
-        if entry.factory is type(attack):
-            return entry.name
-    return type(attack).__name__
+        try:
+            reference = entry.factory()
+        except Exception:  # noqa: BLE001 - a factory that needs arguments cannot be compared
+            continue
+        if type(reference) is not type(attack):
+            continue
+        ref_params = reference.get_params(deep=False)
+        agreement = sum(1 for key, value in ref_params.items()
+                        if key in params and _same(params[key], value))
+        if agreement > best_agreement:
+            best, best_agreement = entry.name, agreement
+    return best
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - arrays and odd objects compare as different
+        return False
 
 
 def _resolve_attack(item, estimator):

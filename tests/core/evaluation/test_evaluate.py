@@ -173,3 +173,11 @@ def test_iterative_attack_weaker_than_fgsm_is_flagged(fitted_mlp, digits_small):
     fair = robustlearn.evaluate(fitted_mlp, X[:60], y[:60], attacks=["fgsm"],
                                 epsilons=[0.1, 0.3])
     assert not any("single-step" in note for note in fair.notes)
+
+
+def test_attack_objects_are_reported_under_their_registered_name(fitted_mlp, digits):
+    from robustlearn.evaluation.evaluate import _registered_name
+
+    assert _registered_name(robustlearn.make_attack("apgd-t", steps=5)) == "apgd-t"
+    assert _registered_name(robustlearn.make_attack("apgd-ce")) == "apgd-ce"
+    assert _registered_name(robustlearn.make_attack("linf-pgd", steps=3)) == "linf-pgd"

@@ -9,6 +9,7 @@ plain torch PGD loop that adversarial training runs every batch.
 from .apgd import APGD
 from .autoattack import AutoAttack
 from .base import BaseAttack, check_adversarial, check_epsilons, project_to_ball
+from .fab import FAB
 from .fixed_epsilon import FGSM, L2PGD, GaussianNoise, LinfPGD, UniformNoise
 from .gradient import projected_gradient_descent
 from .minimization import Boundary, L2CarliniWagner, LinfDeepFool, SaltAndPepper
@@ -55,6 +56,7 @@ __all__ = [
     "AutoAttack",
     "BaseAttack",
     "Boundary",
+    "FAB",
     "FGSM",
     "GaussianNoise",
     "L2CarliniWagner",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..hookspecs import hookimpl
 from .apgd import APGD
 from .autoattack import AutoAttack
+from .fab import FAB
 from .fixed_epsilon import FGSM, L2PGD, GaussianNoise, LinfPGD, UniformNoise
 from .minimization import Boundary, L2CarliniWagner, LinfDeepFool, SaltAndPepper
 from .square import Square
@@ -25,6 +26,11 @@ def apgd_t(**params):
     return APGD(**{"loss": "dlr-targeted", **params})
 
 
+def fab_t(**params):
+    """FAB-T: targeted FAB over the top target classes (``FAB(targeted=True)``)."""
+    return FAB(**{"targeted": True, **params})
+
+
 def autoattack_rand(**params):
     """AutoAttack's "rand" version for stochastic defenses (``AutoAttack(version="rand")``)."""
     return AutoAttack(**{"version": "rand", **params})
@@ -33,6 +39,10 @@ def autoattack_rand(**params):
 _CROCE_HEIN = (
     "Croce, Hein, Reliable evaluation of adversarial robustness with an ensemble of diverse "
     "parameter-free attacks, ICML 2020 (arXiv 2003.01690)"
+)
+_FAB = (
+    "Croce, Hein, Minimally distorted Adversarial Examples with a Fast Adaptive Boundary "
+    "Attack, ICML 2020 (arXiv 1907.02044)"
 )
 _MADRY = (
     "Madry, Makelov, Schmidt, Tsipras, Vladu, Towards Deep Learning Models Resistant to "
@@ -75,8 +85,12 @@ BUILTIN_ATTACKS = (
     ("square", Square, "Square Attack: score-based random search (linf, 5000 queries).",
      "Andriushchenko, Croce, Flammarion, Hein, Square Attack, ECCV 2020 (arXiv 1912.00049)",
      ("linf", "score-based", "fixed-epsilon")),
+    ("fab", FAB, "Fast Adaptive Boundary attack (minimal perturbation, untargeted).", _FAB,
+     ("linf", "l2", "gradient", "minimization")),
+    ("fab-t", fab_t, "FAB-T: targeted FAB over the top-9 classes (minimal perturbation).", _FAB,
+     ("linf", "l2", "gradient", "minimization", "targeted")),
     ("autoattack", AutoAttack,
-     "AutoAttack standard: APGD-CE, APGD-T, Square (FAB-T not included).", _CROCE_HEIN,
+     "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square (linf).", _CROCE_HEIN,
      ("linf", "l2", "gradient", "score-based", "fixed-epsilon", "ensemble")),
     ("autoattack-rand", autoattack_rand,
      "AutoAttack rand: APGD-CE and APGD-DLR with 20 EOT samples.", _CROCE_HEIN,

@@ -23,15 +23,6 @@ def _run(estimator, x):
     return network, flat
 
 
-def iterated_logits(estimator, x):
-    """Logits of the full prediction function, differentiated through every pass."""
-    network, flat = _run(estimator, x)
-    result = iterate_to_fixed_point(
-        network.step, flat, max_iter=estimator.max_iter, tol=estimator.tol
-    )
-    return network.classify(result.x)
-
-
 def bpda_logits(estimator, x, backward="identity"):
     """Logits with the real iterations forward and a surrogate on the backward pass.
 

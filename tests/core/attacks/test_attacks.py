@@ -47,12 +47,14 @@ CASES = [
     Case("autoattack", (0.1, 0.3), dict(steps=10, n_target_classes=2, n_queries=50),
          min_success=0.9),
     Case("autoattack-rand", (0.1, 0.3), dict(steps=5, eot_iter=2), min_success=0.9),
+    Case("fab", (0.1, 0.3, None), dict(steps=20), min_success=0.9),
+    Case("fab-t", (0.1, 0.3, None), dict(steps=20, n_target_classes=2), min_success=0.9),
 ]
 IDS = [f"{c.name}-{i}" for i, c in enumerate(CASES)]
 
 REQUIRED = {"fgsm", "linf-pgd", "l2-pgd", "l2-cw", "linf-deepfool", "boundary", "gaussian-noise",
             "uniform-noise", "salt-and-pepper", "apgd-ce", "apgd-dlr", "apgd-t", "square",
-            "autoattack", "autoattack-rand"}
+            "autoattack", "autoattack-rand", "fab", "fab-t"}
 
 
 def _distances(x, x_adv, norm):

@@ -285,7 +285,8 @@ class BaseDefense(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        x : torch.Tensor of shape (n, C, H, W) (or any shape with ``n_features_in_`` values per sample)
+        x : torch.Tensor of shape (n, C, H, W)
+            Or any shape with ``n_features_in_`` values per sample.
             Images in [0, 1], on any device; gradients flow back to ``x``.
 
         Returns

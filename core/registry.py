@@ -20,9 +20,10 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 import pluggy
 
@@ -319,7 +320,7 @@ def list_datasets() -> list[str]:
 
 
 def make_defense(name: str, **params):
-    """Make the defense estimator registered as ``name``, e.g. ``make_defense("mlp", max_epochs=5)``."""
+    """Make the defense registered as ``name``, e.g. ``make_defense("mlp", max_epochs=5)``."""
     return make("defense", name, **params)
 
 

@@ -42,7 +42,7 @@ class DefenseTags:
 
 
 def get_defense_tags(estimator) -> DefenseTags:
-    """Return the :class:`DefenseTags` of ``estimator`` (defaults for non-robustlearn estimators)."""
+    """Return the :class:`DefenseTags` of ``estimator`` (defaults for other estimators)."""
     getter = getattr(estimator, "__robustlearn_tags__", None)
     if getter is None:
         return DefenseTags(has_detector=hasattr(estimator, "detect"))

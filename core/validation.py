@@ -26,7 +26,7 @@ def _sample_ndim(X) -> int:
 
 
 def check_images(X, estimator=None, *, reset: bool = False):
-    """Validate images and return them as a float32 array of shape (n, C, H, W) in the model's range.
+    """Validate images; return them as a float32 array of shape (n, C, H, W).
 
     Parameters
     ----------
@@ -150,7 +150,7 @@ def check_int_tuple(value, name: str, *, low=1, allow_empty=False):
 
 
 def check_device(value):
-    """Check a device spec: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``."""
+    """Check a device spec: ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or a ``torch.device``."""
     import torch
 
     if isinstance(value, torch.device):

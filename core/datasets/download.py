@@ -32,7 +32,9 @@ def download(url: str, destination, md5: str, timeout: float = 60.0) -> Path:
     """
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=destination.parent, prefix=destination.name + ".", suffix=".part")
+    fd, tmp = tempfile.mkstemp(
+        dir=destination.parent, prefix=destination.name + ".", suffix=".part"
+    )
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):

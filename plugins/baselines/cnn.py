@@ -15,7 +15,9 @@ class CNNClassifier(BaseDefense):
         Output channels of the 3x3 conv blocks, each followed by 2x2 max-pooling.
     hidden : int, default=128
         Width of the fully connected hidden layer.
-    max_epochs, batch_size, lr, optimizer, calibration_fraction, detect_tpr, device, random_state, verbose
+    max_epochs, batch_size, lr, optimizer, calibration_fraction
+        See :class:`robustlearn.BaseDefense`.
+    detect_tpr, device, random_state, verbose
         See :class:`robustlearn.BaseDefense`.
     """
 

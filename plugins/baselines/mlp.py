@@ -13,7 +13,9 @@ class MLPClassifier(BaseDefense):
     ----------
     hidden_layer_sizes : tuple of int, default=(512, 512)
         Widths of the hidden layers.
-    max_epochs, batch_size, lr, optimizer, calibration_fraction, detect_tpr, device, random_state, verbose
+    max_epochs, batch_size, lr, optimizer, calibration_fraction
+        See :class:`robustlearn.BaseDefense`.
+    detect_tpr, device, random_state, verbose
         See :class:`robustlearn.BaseDefense`.
     """
 

@@ -10,14 +10,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.defense import BaseDefense
 from robustlearn.tags import DefenseTags
-from robustlearn.validation import check_choice, check_float, check_int, check_int_tuple
+from robustlearn.validation import check_float, check_int
 
 from . import surfaces
 from .detector import correlation_score
 from .dynamics import iterate_to_fixed_point, relative_change
-from .eigen_loss import EIGEN_METHODS, spectral_radius
-from .network import ACTIVATIONS, OUTPUT_ACTIVATIONS, AttractorNetwork
+from .eigen_loss import spectral_radius
+from .network import AttractorNetwork
 from .objective import AttractorObjective, train_in_phases
+from .params import check_attractor_params
 
 
 class AttractorClassifier(BaseDefense):
@@ -169,20 +170,8 @@ class AttractorClassifier(BaseDefense):
     # ------------------------------------------------------------------ hooks
     def _validate_params(self):
         super()._validate_params()
-        check_int_tuple(self.encoder_layers, "encoder_layers")
-        check_int_tuple(self.decoder_layers, "decoder_layers", allow_empty=True)
-        check_choice(self.activation, "activation", ACTIVATIONS)
-        check_choice(self.output_activation, "output_activation", OUTPUT_ACTIVATIONS)
+        check_attractor_params(self)
         check_float(self.lambda_cls, "lambda_cls", low=0)
-        check_float(self.lambda_eig, "lambda_eig", low=0)
-        check_choice(self.eigen_method, "eigen_method", EIGEN_METHODS)
-        check_float(self.eigen_margin, "eigen_margin", low=0, low_open=True)
-        check_int(self.eigen_batch_size, "eigen_batch_size", low=1)
-        check_int(self.power_iterations, "power_iterations", low=1)
-        check_int(self.n_probes, "n_probes", low=1)
-        check_int(self.finetune_epochs, "finetune_epochs", low=0)
-        check_int(self.max_iter, "max_iter", low=1)
-        check_float(self.tol, "tol", low=0)
         check_int(self.attractor_check_size, "attractor_check_size", low=1)
         check_float(self.attractor_residual_tol, "attractor_residual_tol", low=0, low_open=True)
 

@@ -16,14 +16,13 @@ from robustlearn.validation import (
     check_float,
     check_images,
     check_int,
-    check_int_tuple,
     check_random_state,
 )
 
 from .dynamics import iterate_to_fixed_point
-from .eigen_loss import EIGEN_METHODS
-from .network import ACTIVATIONS, OUTPUT_ACTIVATIONS, AttractorNetwork
+from .network import AttractorNetwork
 from .objective import AttractorObjective, ReconstructionNet, train_in_phases
+from .params import check_attractor_params
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
@@ -121,19 +120,7 @@ class AttractorPurifier(TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     def _validate_params(self):
-        check_int_tuple(self.encoder_layers, "encoder_layers")
-        check_int_tuple(self.decoder_layers, "decoder_layers", allow_empty=True)
-        check_choice(self.activation, "activation", ACTIVATIONS)
-        check_choice(self.output_activation, "output_activation", OUTPUT_ACTIVATIONS)
-        check_float(self.lambda_eig, "lambda_eig", low=0)
-        check_choice(self.eigen_method, "eigen_method", EIGEN_METHODS)
-        check_float(self.eigen_margin, "eigen_margin", low=0, low_open=True)
-        check_int(self.eigen_batch_size, "eigen_batch_size", low=1)
-        check_int(self.power_iterations, "power_iterations", low=1)
-        check_int(self.n_probes, "n_probes", low=1)
-        check_int(self.finetune_epochs, "finetune_epochs", low=0)
-        check_int(self.max_iter, "max_iter", low=1)
-        check_float(self.tol, "tol", low=0)
+        check_attractor_params(self)
         check_int(self.max_epochs, "max_epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
         check_float(self.lr, "lr", low=0, low_open=True)

@@ -46,7 +46,7 @@ from .detection import calibrate_threshold, max_softmax_score
 from .device import resolve_device
 from .seeding import seed_from, torch_seed
 from .tags import DefenseTags
-from .training import DefenseNet, TensorBatchIterator
+from .training import DefenseNet, FittedNetMixin, TensorBatchIterator
 from .validation import (
     check_choice,
     check_device,
@@ -72,7 +72,7 @@ COMMON_PARAMS = dict(
 )
 
 
-class BaseDefense(ClassifierMixin, BaseEstimator):
+class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
     """Base class of robustlearn defenses: a scikit-learn classifier trained with skorch.
 
     Parameters
@@ -355,18 +355,3 @@ class BaseDefense(ClassifierMixin, BaseEstimator):
     def detect(self, X):
         """Boolean per sample: True where the detector flags the input."""
         return self.detect_score(X) > self.detect_threshold_
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "module_")
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        # the module is pickled inside net_ (skorch maps CUDA tensors to CPU on load)
-        state.pop("module_", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if "net_" in state:
-            self.module_ = self.net_.module_
-            self.module_.eval()

@@ -1,6 +1,6 @@
 """scikit-learn's estimator checks for defenses, as a helper plugin authors can run.
 
-Every registered defense is checked with scikit-learn's
+Every registered defense and purifier is checked with scikit-learn's
 ``parametrize_with_checks``/``check_estimator``. A check that truly cannot
 apply to a defense is declared by the defense itself, with its reason, in a
 method ``_expected_failed_checks(self) -> dict[str, str]``; nothing is skipped
@@ -43,6 +43,11 @@ def fast_instance(factory, **params):
 def registered_defense_instances() -> list:
     """A fast instance of every registered defense (built-in and third-party)."""
     return [fast_instance(entry.factory) for entry in list_registrations("defense")]
+
+
+def registered_purifier_instances() -> list:
+    """A fast instance of every registered purifier (transformers in front of a defense)."""
+    return [fast_instance(entry.factory) for entry in list_registrations("purifier")]
 
 
 def parametrize_defense_checks(estimators):

@@ -77,3 +77,26 @@ class DefenseNet(NeuralNetClassifier):
             loss, y_pred = self.training_objective(self.module_, Xi, yi)
         loss.backward()
         return {"loss": loss, "y_pred": y_pred}
+
+
+class FittedNetMixin:
+    """Fitted-state and pickling for estimators whose torch module lives in a skorch ``net_``.
+
+    ``module_`` is an alias of ``net_.module_``: it is left out of the pickle
+    (skorch pickles the module, mapping CUDA tensors to the CPU when loaded on a
+    machine without CUDA) and restored, in eval mode, on load.
+    """
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "module_")
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state.pop("module_", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "net_" in state:
+            self.module_ = self.net_.module_
+            self.module_.eval()

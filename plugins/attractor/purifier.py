@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.device import resolve_device
 from robustlearn.seeding import seed_from, torch_seed
-from robustlearn.training import TensorBatchIterator
+from robustlearn.training import FittedNetMixin, TensorBatchIterator
 from robustlearn.validation import (
     check_choice,
     check_device,
@@ -27,7 +27,7 @@ from .params import check_attractor_params
 _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 
-class AttractorPurifier(TransformerMixin, BaseEstimator):
+class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
     """Purify images by iterating an attractor autoencoder to its fixed point.
 
     ``fit`` trains its own autoencoder on ``X`` (reconstruction, then
@@ -166,6 +166,19 @@ class AttractorPurifier(TransformerMixin, BaseEstimator):
         self.module_.eval()
         return self
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def _expected_failed_checks(self):
+        return {
+            "check_transformer_n_iter": (
+                "max_iter bounds the passes of the purifying dynamics on each input, not "
+                "training iterations, so there is no n_iter_ to report after fit"
+            ),
+        }
+
     def transform(self, X):
         """Final iterates of the dynamics from each input, with the input's shape.
 
@@ -178,8 +191,8 @@ class AttractorPurifier(TransformerMixin, BaseEstimator):
         ndarray of float32, same shape as ``X``
         """
         check_is_fitted(self)
-        shape = np.shape(X)
         images = check_images(X, self, reset=False)
+        shape = np.asarray(X).shape
         device = next(self.module_.parameters()).device
         outputs = []
         with torch.no_grad():
@@ -191,17 +204,3 @@ class AttractorPurifier(TransformerMixin, BaseEstimator):
                 )
                 outputs.append(result.x.cpu().numpy())
         return np.concatenate(outputs).reshape(shape).astype(np.float32)
-
-    def __sklearn_is_fitted__(self):
-        return hasattr(self, "module_")
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state.pop("module_", None)
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        if "net_" in state:
-            self.module_ = self.net_.module_
-            self.module_.eval()

@@ -9,6 +9,7 @@ from robustlearn.estimator_checks import (
     fast_instance,
     parametrize_defense_checks,
     registered_defense_instances,
+    registered_purifier_instances,
 )
 from robustlearn.plugins.baselines import MLPClassifier
 
@@ -16,6 +17,15 @@ from robustlearn.plugins.baselines import MLPClassifier
 @parametrize_defense_checks(registered_defense_instances())
 def test_registered_defenses_pass_sklearn_checks(estimator, check):
     check(estimator)
+
+
+@parametrize_defense_checks(registered_purifier_instances())
+def test_registered_purifiers_pass_sklearn_checks(estimator, check):
+    check(estimator)
+
+
+def test_every_builtin_purifier_is_checked():
+    assert "AttractorPurifier" in {type(e).__name__ for e in registered_purifier_instances()}
 
 
 def test_every_builtin_defense_is_checked():

@@ -176,6 +176,15 @@ class _AdditiveNoise(FoolboxAttack):
     """Additive random noise scaled to the ball's surface (model-free unless ``repeats > 1``)."""
 
     needs_gradient = False
+    #: Foolbox attack class names: one draw, and the repeated version (``repeats > 1``)
+    _foolbox_single = None
+    _foolbox_repeated = None
+
+    def __init__(self, epsilon=None, *, repeats=1, estimator=None, surrogate=None,
+                 surface="default", batch_size=256, random_state=None):
+        self.repeats = repeats
+        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
+                         batch_size=batch_size, random_state=random_state)
 
     def needs_victim(self):
         return self.repeats > 1
@@ -183,6 +192,13 @@ class _AdditiveNoise(FoolboxAttack):
     def _validate_params(self):
         super()._validate_params()
         check_int(self.repeats, "repeats", low=1)
+
+    def _foolbox_attack(self):
+        import foolbox
+
+        if self.repeats == 1:
+            return getattr(foolbox.attacks, self._foolbox_single)()
+        return getattr(foolbox.attacks, self._foolbox_repeated)(repeats=self.repeats)
 
 
 class GaussianNoise(_AdditiveNoise):
@@ -203,19 +219,8 @@ class GaussianNoise(_AdditiveNoise):
     """
 
     norm = "l2"
-
-    def __init__(self, epsilon=None, *, repeats=1, estimator=None, surrogate=None,
-                 surface="default", batch_size=256, random_state=None):
-        self.repeats = repeats
-        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
-
-    def _foolbox_attack(self):
-        import foolbox
-
-        if self.repeats == 1:
-            return foolbox.attacks.L2AdditiveGaussianNoiseAttack()
-        return foolbox.attacks.L2RepeatedAdditiveGaussianNoiseAttack(repeats=self.repeats)
+    _foolbox_single = "L2AdditiveGaussianNoiseAttack"
+    _foolbox_repeated = "L2RepeatedAdditiveGaussianNoiseAttack"
 
 
 class UniformNoise(_AdditiveNoise):
@@ -236,16 +241,5 @@ class UniformNoise(_AdditiveNoise):
     """
 
     norm = "linf"
-
-    def __init__(self, epsilon=None, *, repeats=1, estimator=None, surrogate=None,
-                 surface="default", batch_size=256, random_state=None):
-        self.repeats = repeats
-        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
-
-    def _foolbox_attack(self):
-        import foolbox
-
-        if self.repeats == 1:
-            return foolbox.attacks.LinfAdditiveUniformNoiseAttack()
-        return foolbox.attacks.LinfRepeatedAdditiveUniformNoiseAttack(repeats=self.repeats)
+    _foolbox_single = "LinfAdditiveUniformNoiseAttack"
+    _foolbox_repeated = "LinfRepeatedAdditiveUniformNoiseAttack"

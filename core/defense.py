@@ -297,10 +297,37 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         self.module_.eval()
         return self._forward(self._as_batch(x))
 
+    def detection_logits(self, x, scale=100.0):
+        """Differentiable two-way logits of the detector, ``[accepted, flagged]``.
+
+        ``scale * [t - s, s - t]`` with ``s`` the suspicion score of
+        :meth:`detect_score` and ``t`` = ``detect_threshold_``: the input is
+        flagged exactly when the second logit is larger. This is what a
+        detector-aware attack differentiates (for example
+        :class:`robustlearn.attacks.DetectorAwarePGD`, or an untargeted attack
+        on label 1 that hides out-of-distribution inputs).
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Images in [0, 1], as for :meth:`logits`.
+        scale : float, default=100.0
+            Sharpness of the two logits.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, 2), on ``device_``
+        """
+        check_is_fitted(self)
+        self.module_.eval()
+        margin = self._detect_score(self._as_batch(x)) - float(self.detect_threshold_)
+        return scale * torch.stack([-margin, margin], dim=1)
+
     def attack_surfaces(self) -> dict:
         """Differentiable maps an attacker may target, by name.
 
-        ``"default"`` is :meth:`logits`, the whole prediction function. Defenses
+        ``"default"`` is :meth:`logits`, the whole prediction function, and
+        ``"detector"`` is :meth:`detection_logits`, the defense's detector. Defenses
         with inner loops or detectors add adaptive surfaces here (for example
         ``"bpda-identity"``), so that attacks reach them by name through the
         ``surface`` parameter of the attack transformers; this is the one place
@@ -311,7 +338,7 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         dict of str to callable
             Each maps a tensor batch of images in [0, 1] to logits.
         """
-        return {"default": self.logits}
+        return {"default": self.logits, "detector": self.detection_logits}
 
     def _batched(self, fn, X):
         """Apply a tensor function to a validated array in batches without gradients."""

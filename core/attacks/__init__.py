@@ -3,12 +3,14 @@
 Every attack is a :class:`BaseAttack` (a scikit-learn transformer) registered
 through the ``register_attacks`` hook; make one with
 :func:`robustlearn.make_attack`. :mod:`robustlearn.attacks.gradient` holds the
-plain torch PGD loop that adversarial training runs every batch.
+plain torch PGD loop that adversarial training runs every batch, and
+:mod:`robustlearn.attacks.detector_aware` the joint attack on a classifier and its detector.
 """
 
 from .apgd import APGD
 from .autoattack import AutoAttack
 from .base import BaseAttack, check_adversarial, check_epsilons, project_to_ball
+from .detector_aware import DetectorAwarePGD, detector_aware_pgd
 from .fab import FAB
 from .fixed_epsilon import FGSM, L2PGD, GaussianNoise, LinfPGD, UniformNoise
 from .gradient import projected_gradient_descent
@@ -56,6 +58,7 @@ __all__ = [
     "AutoAttack",
     "BaseAttack",
     "Boundary",
+    "DetectorAwarePGD",
     "FAB",
     "FGSM",
     "GaussianNoise",
@@ -69,6 +72,7 @@ __all__ = [
     "Victim",
     "check_adversarial",
     "check_epsilons",
+    "detector_aware_pgd",
     "make_attack",
     "project_to_ball",
     "projected_gradient_descent",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..hookspecs import hookimpl
 from .apgd import APGD
 from .autoattack import AutoAttack
+from .detector_aware import DetectorAwarePGD
 from .fab import FAB
 from .fixed_epsilon import FGSM, L2PGD, GaussianNoise, LinfPGD, UniformNoise
 from .minimization import Boundary, L2CarliniWagner, LinfDeepFool, SaltAndPepper
@@ -92,6 +93,11 @@ BUILTIN_ATTACKS = (
     ("autoattack", AutoAttack,
      "AutoAttack standard: APGD-CE, APGD-T, FAB-T, Square (linf).", _CROCE_HEIN,
      ("linf", "l2", "gradient", "score-based", "fixed-epsilon", "ensemble")),
+    ("detector-aware-pgd", DetectorAwarePGD,
+     "Joint PGD: misclassified and not flagged by the victim's detector (selective steps).",
+     "Bryniarski, Hingun, Pachuca, Wang, Carlini, Evading Adversarial Example Detectors "
+     "using Orthogonal Projected Gradient Descent, ICLR 2022",
+     ("linf", "l2", "gradient", "fixed-epsilon", "detector-aware")),
     ("autoattack-rand", autoattack_rand,
      "AutoAttack rand: APGD-CE and APGD-DLR with 20 EOT samples.", _CROCE_HEIN,
      ("linf", "l2", "gradient", "fixed-epsilon", "ensemble", "eot")),

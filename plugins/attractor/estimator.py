@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from functools import partial
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.defense import BaseDefense
@@ -202,7 +204,18 @@ class AttractorClassifier(BaseDefense):
         index = torch.randperm(len(X))[:n]
         flat = X[index].flatten(1).to(next(network.parameters()).device)
         with torch.no_grad():
-            residual = relative_change(network.step(flat), flat)
+            reconstruction = network.step(flat)
+            residual = relative_change(reconstruction, flat)
+            spread = reconstruction.var(dim=0).sum() / flat.var(dim=0).sum().clamp_min(1e-12)
+        if n > 1 and self.lambda_eig > 0 and float(spread) < 0.05:
+            # a constant map has a zero Jacobian: the trivial minimiser of L_eigen
+            warnings.warn(
+                f"fine-tuning with L_eigen collapsed the autoencoder to a near-constant map "
+                f"(its outputs vary {float(spread):.1%} as much as its training inputs); "
+                f"lower lambda_eig (now {self.lambda_eig}) or raise eigen_margin "
+                f"(now {self.eigen_margin}), or pre-train for fewer epochs",
+                ConvergenceWarning, stacklevel=4,
+            )
         radius = spectral_radius(network, flat)
         self.train_spectral_radius_ = radius.cpu().numpy().astype(np.float64)
         self.train_residual_ = residual.cpu().numpy().astype(np.float64)
@@ -251,8 +264,9 @@ class AttractorClassifier(BaseDefense):
             logits whose cross-entropy stops rewarding the attacker once the
             correlation detector would flag the input; call as ``surface(x, y)``.
         ``"detector"``
-            two logits [accepted, flagged] of the correlation detector (attack
-            label 1 to hide out-of-distribution inputs).
+            :meth:`detection_logits`: two logits [accepted, flagged] of the
+            correlation detector, through every pass (attack label 1 to hide
+            out-of-distribution inputs).
 
         Returns
         -------
@@ -265,7 +279,7 @@ class AttractorClassifier(BaseDefense):
             "bpda-one-pass": partial(surfaces.bpda_logits, self, backward="one-pass"),
             "one-pass": partial(surfaces.one_pass_logits, self),
             "detector-aware": surfaces.DetectorAwareLogits(self),
-            "detector": partial(surfaces.detection_logits, self),
+            "detector": self.detection_logits,
         }
 
     def fixed_points(self, X):

@@ -47,22 +47,6 @@ def one_pass_logits(estimator, x):
     return network.classify(flat)
 
 
-def detection_logits(estimator, x, scale=100.0):
-    """Two logits per input, [accepted, flagged] = scale * [t - s, s - t].
-
-    ``s`` is the differentiable correlation score through the iterations and
-    ``t`` the calibrated threshold: an untargeted attack on label 1
-    ("flagged") of out-of-distribution images pulls them into an
-    in-distribution basin, the attack behind "OOD detection under attack".
-    """
-    network, flat = _run(estimator, x)
-    result = iterate_to_fixed_point(
-        network.step, flat, max_iter=estimator.max_iter, tol=estimator.tol
-    )
-    margin = correlation_score(flat, result.x) - estimator.detect_threshold_
-    return scale * torch.stack([-margin, margin], dim=1)
-
-
 class DetectorAwareLogits:
     """Logits that reward misclassification only while the detector stays quiet.
 

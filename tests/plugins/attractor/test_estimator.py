@@ -2,10 +2,12 @@
 
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
 import robustlearn
@@ -160,3 +162,17 @@ def test_bad_parameters_fail_before_training(digits, name, value, error):
     X, y, _, _ = digits
     with pytest.raises(error, match=name):
         AttractorClassifier(**{**SMALL, name: value}).fit(X[:50], y[:50])
+
+
+def test_warns_when_eigen_loss_collapses_the_autoencoder(digits):
+    # a constant map has a zero Jacobian, the trivial minimiser of L_eigen: an overweighted
+    # L_eigen finds it, and the user is told which parameters to change
+    X, y, _, _ = digits
+    params = {**SMALL, "max_epochs": 10, "finetune_epochs": 10, "attractor_check_size": 30}
+    with pytest.warns(ConvergenceWarning, match="lambda_eig"):
+        collapsed = AttractorClassifier(**{**params, "lambda_eig": 1e4, "eigen_margin": 0.01})
+        collapsed.fit(X, y)
+    assert collapsed.score(X, y) < 0.3
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        AttractorClassifier(**params, lambda_eig=0.1).fit(X, y)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import warnings
 from functools import partial
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.defense import BaseDefense
@@ -204,18 +202,7 @@ class AttractorClassifier(BaseDefense):
         index = torch.randperm(len(X))[:n]
         flat = X[index].flatten(1).to(next(network.parameters()).device)
         with torch.no_grad():
-            reconstruction = network.step(flat)
-            residual = relative_change(reconstruction, flat)
-            spread = reconstruction.var(dim=0).sum() / flat.var(dim=0).sum().clamp_min(1e-12)
-        if n > 1 and self.lambda_eig > 0 and float(spread) < 0.05:
-            # a constant map has a zero Jacobian: the trivial minimiser of L_eigen
-            warnings.warn(
-                f"fine-tuning with L_eigen collapsed the autoencoder to a near-constant map "
-                f"(its outputs vary {float(spread):.1%} as much as its training inputs); "
-                f"lower lambda_eig (now {self.lambda_eig}) or raise eigen_margin "
-                f"(now {self.eigen_margin}), or pre-train for fewer epochs",
-                ConvergenceWarning, stacklevel=4,
-            )
+            residual = relative_change(network.step(flat), flat)
         radius = spectral_radius(network, flat)
         self.train_spectral_radius_ = radius.cpu().numpy().astype(np.float64)
         self.train_residual_ = residual.cpu().numpy().astype(np.float64)

@@ -13,9 +13,12 @@ fine-tuned with it.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
+import torch
 import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
 from skorch import NeuralNet
 from skorch.dataset import unpack_data
 from skorch.utils import to_device
@@ -85,6 +88,37 @@ def train_in_phases(net, objective: AttractorObjective, X, y, finetune_epochs: i
             net.partial_fit(X, y, epochs=finetune_epochs)
         finally:
             objective.eigen_active = False
+        if objective.lambda_eig > 0:
+            stride = max(1, len(X) // COLLAPSE_CHECK_SIZE)  # spread over classes if X is sorted
+            warn_if_collapsed(net.module_, X[::stride][:COLLAPSE_CHECK_SIZE], objective)
+
+
+#: Training points on which :func:`warn_if_collapsed` compares outputs with inputs.
+COLLAPSE_CHECK_SIZE = 256
+
+
+def warn_if_collapsed(network, X, objective: AttractorObjective, min_spread=0.05) -> None:
+    """Warn when the autoencoder's outputs barely vary across its training inputs.
+
+    A constant map has a zero Jacobian, so it is the trivial minimiser of
+    L_eigen; an overweighted eigenvalue term finds it (on 1000 MNIST digits,
+    200 pre-training epochs and ``lambda_eig=1`` did). The spread is the total
+    per-pixel variance of f(x) over that of x.
+    """
+    if len(X) < 2:
+        return
+    network.eval()
+    flat = X.flatten(1).to(next(network.parameters()).device)
+    with torch.no_grad():
+        spread = float(network.step(flat).var(dim=0).sum() / flat.var(dim=0).sum().clamp_min(1e-12))
+    if spread < min_spread:
+        warnings.warn(
+            f"fine-tuning with L_eigen collapsed the autoencoder to a near-constant map "
+            f"(its outputs vary {spread:.1%} as much as its training inputs); lower "
+            f"lambda_eig (now {objective.lambda_eig}) or raise eigen_margin "
+            f"(now {objective.eigen_margin}), or pre-train for fewer epochs",
+            ConvergenceWarning, stacklevel=2,
+        )
 
 
 class ReconstructionNet(NeuralNet):

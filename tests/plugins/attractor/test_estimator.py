@@ -169,10 +169,14 @@ def test_warns_when_eigen_loss_collapses_the_autoencoder(digits):
     # L_eigen finds it, and the user is told which parameters to change
     X, y, _, _ = digits
     params = {**SMALL, "max_epochs": 10, "finetune_epochs": 10, "attractor_check_size": 30}
+    collapsing = {"lambda_eig": 1e4, "eigen_margin": 0.01}
     with pytest.warns(ConvergenceWarning, match="lambda_eig"):
-        collapsed = AttractorClassifier(**{**params, "lambda_eig": 1e4, "eigen_margin": 0.01})
-        collapsed.fit(X, y)
+        collapsed = AttractorClassifier(**{**params, **collapsing}).fit(X, y)
     assert collapsed.score(X, y) < 0.3
+    purifier_params = {k: v for k, v in params.items()
+                       if k not in ("attractor_check_size", "attractor_residual_tol")}
+    with pytest.warns(ConvergenceWarning, match="eigen_margin"):
+        robustlearn.make_purifier("attractor", **{**purifier_params, **collapsing}).fit(X)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         AttractorClassifier(**params, lambda_eig=0.1).fit(X, y)

@@ -265,6 +265,29 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         scores = self._batched(self._detect_score, X_cal)
         self.detect_threshold_ = calibrate_threshold(scores, self.detect_tpr)
 
+    def calibrate_detector(self, X):
+        """Recalibrate ``detect_threshold_`` on in-distribution images held out from training.
+
+        ``fit`` calibrates on its held-out ``calibration_fraction`` of the training
+        data. Call this instead when you hold out your own in-distribution images
+        (for example to train on every labelled image with
+        ``calibration_fraction=0``), or after changing a parameter that changes
+        the scores (such as ``max_iter`` of an iterative defense). Afterwards
+        ``detect`` accepts a fraction ``detect_tpr`` of ``X``. Never calibrate on
+        out-of-distribution or test data.
+
+        Parameters
+        ----------
+        X : array-like of images
+            In-distribution images the model was not trained on.
+
+        Returns
+        -------
+        self
+        """
+        self._calibrate_detector(self._checked(X))
+        return self
+
     # ------------------------------------------------------------- inference
     @property
     def device_(self) -> torch.device:

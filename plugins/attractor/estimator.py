@@ -15,7 +15,7 @@ from robustlearn.validation import check_float, check_int
 from . import surfaces
 from .detector import correlation_score
 from .dynamics import iterate_to_fixed_point, relative_change
-from .eigen_loss import spectral_radius
+from .eigen_loss import spectral_norm, spectral_radius
 from .network import AttractorNetwork
 from .objective import AttractorObjective, train_in_phases
 from .params import check_attractor_params
@@ -303,3 +303,29 @@ class AttractorClassifier(BaseDefense):
         X = self._checked(X)
         return self._batched(lambda xb: spectral_radius(self.module_, xb.flatten(1)),
                              X).astype(np.float64)
+
+    def spectral_norm(self, X, n_iterations=30):
+        """Spectral norm (largest singular value) of J_f(x) at each input, shape (n,).
+
+        Estimated by ``n_iterations`` steps of power iteration on J^T J from a
+        random start, without forming J. It bounds the spectral radius from above
+        and, unlike it, bounds how far one pass can move a small perturbation:
+        ``||f(x + d) - f(x)|| <= sigma_max ||d||`` to first order.
+
+        Parameters
+        ----------
+        X : array-like of images
+        n_iterations : int, default=30
+            Power-iteration steps.
+
+        Returns
+        -------
+        ndarray of float64, shape (n,)
+        """
+        n_iterations = check_int(n_iterations, "n_iterations", low=1)
+        X = self._checked(X)
+
+        def one_batch(xb):
+            return spectral_norm(self.module_.step, xb.flatten(1), n_iterations).detach()
+
+        return self._batched(one_batch, X).astype(np.float64)

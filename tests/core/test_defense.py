@@ -6,6 +6,7 @@ on a 600-sample subset of the embedded digits data.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import pickle
 
@@ -112,6 +113,24 @@ def test_detect_is_calibrated_on_clean_data(fitted, data):
         np.testing.assert_array_equal(flagged, scores > fitted.detect_threshold_)
     # calibrated to accept detect_tpr = 95 % of in-distribution data: a few % flagged, not most
     assert 0.0 < flagged.mean() < 0.25
+
+
+def test_calibrate_detector_sets_the_threshold_on_the_given_images(fitted, data):
+    _, _, X_test, _ = data
+    est = copy.deepcopy(fitted)
+    held_out, rest = X_test[:150], X_test[150:]
+    assert est.calibrate_detector(held_out) is est
+    if _deterministic(est):
+        # accepts detect_tpr = 95 % of the calibration images ('higher' quantile: at least)
+        assert 0.0 < est.detect(held_out).mean() <= 0.05
+    assert est.detect(rest).mean() < 0.25
+    with pytest.raises(ValueError, match="features"):
+        est.calibrate_detector(X_test.reshape(len(X_test), -1)[:, :10])
+
+
+def test_calibrate_detector_requires_a_fitted_estimator(name, data):
+    with pytest.raises(NotFittedError):
+        make(name).calibrate_detector(data[2][:20])
 
 
 def test_detect_tpr_moves_the_threshold(name, data):

@@ -56,10 +56,24 @@ def test_iterations_converge_on_test_digits(fitted_pair, digits):
     assert np.median(np.linalg.norm((again - attractors).reshape(100, -1), axis=1)) < 0.05
 
 
-def test_spectral_radius_method_matches_the_fitted_report(fitted_pair, digits):
+def test_spectral_radius_and_norm_match_the_brute_force_jacobian(fitted_pair, digits):
     estimator = fitted_pair[0]
-    radius = estimator.spectral_radius(digits[0][:5])
-    assert radius.shape == (5,) and np.all(radius >= 0)
+    X = digits[0][:4]
+    radius, norm = estimator.spectral_radius(X), estimator.spectral_norm(X)
+    assert radius.shape == norm.shape == (4,)
+    step = estimator.module_.step
+    for x, r, s in zip(torch.from_numpy(X).flatten(1), radius, norm):
+        jacobian = torch.autograd.functional.jacobian(lambda v: step(v[None])[0], x)
+        expected_radius = torch.linalg.eigvals(jacobian).abs().max().item()
+        assert r == pytest.approx(expected_radius, rel=1e-3)
+        assert s == pytest.approx(torch.linalg.matrix_norm(jacobian, 2).item(), rel=0.01)
+        assert s >= r * 0.99
+
+
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (2.5, TypeError)])
+def test_spectral_norm_rejects_bad_iteration_counts(fitted_pair, digits, bad, error):
+    with pytest.raises(error, match="n_iterations"):
+        fitted_pair[0].spectral_norm(digits[0][:2], n_iterations=bad)
 
 
 def test_detects_fashion_mnist_far_more_often_than_mnist(data_dir):

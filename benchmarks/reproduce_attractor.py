@@ -283,6 +283,7 @@ def table(results, args):
             f" x {args.joint_restarts}) eps {args.ood_eps} (%)",
             f"ood_attack_acc_{name}", PAPER[f"ood_acc_attack_{name}"])
         row(f"OOD AUROC vs {name}, OOD attacked (%)", f"ood_attack_auroc_{name}")
+        row(f"OOD FPR at 95 % TPR vs {name}, OOD attacked (%)", f"ood_attack_fpr95_{name}")
     row("MNIST test flagged at the calibrated threshold (%)", "flagged_id")
     for k in args.k_sweep:
         row(f"clean accuracy with at most {k} passes (%)", f"sweep_clean_{k}")

@@ -131,6 +131,23 @@ def _resolve_attack(item, estimator):
     return _AttackSpec(attack, name, json_safe(params))
 
 
+def _missing_adaptive_attacks(specs):
+    """Which of the two adaptive views of an iterative defense no gradient attack took.
+
+    Gradients through the unrolled loop can vanish or explode, and a
+    straight-through (BPDA) backward pass can point elsewhere; an honest
+    evaluation runs both (Athalye, Carlini & Wagner, ICML 2018).
+    """
+    surfaces = {str(getattr(spec.attack, "surface", "default"))
+                for spec in specs if spec.needs_gradient}
+    missing = []
+    if "default" not in surfaces:
+        missing.append("a gradient attack through the unrolled loop (surface 'default')")
+    if not any(surface.startswith("bpda") for surface in surfaces):
+        missing.append("a BPDA attack (a 'bpda-*' surface of attack_surfaces())")
+    return missing
+
+
 def _resolve_attacks(attacks, estimator, tags):
     if isinstance(attacks, str) or (isinstance(attacks, tuple) and len(attacks) == 2
                                     and isinstance(attacks[1], dict)):
@@ -525,8 +542,10 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
         notes.append("the estimator is stochastic: gradient attacks need EOT (averaged "
                      "gradients) and accuracy should be checked over repeated predictions")
     if tags.iterative:
-        notes.append("the estimator iterates at prediction time: add adaptive attacks (BPDA, "
-                     "attacks through the unrolled loop) before trusting these numbers")
+        missing = _missing_adaptive_attacks(specs)
+        if missing:
+            notes.append("the estimator iterates at prediction time: add " + " and ".join(missing)
+                         + " before trusting these numbers")
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     return RobustnessReport(
         estimator={**config["estimator"], "params": json_safe(params)},

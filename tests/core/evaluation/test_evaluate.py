@@ -181,3 +181,29 @@ def test_attack_objects_are_reported_under_their_registered_name(fitted_mlp, dig
     assert _registered_name(robustlearn.make_attack("apgd-t", steps=5)) == "apgd-t"
     assert _registered_name(robustlearn.make_attack("apgd-ce")) == "apgd-ce"
     assert _registered_name(robustlearn.make_attack("linf-pgd", steps=3)) == "linf-pgd"
+
+
+@pytest.fixture(scope="module")
+def fitted_attractor(digits_small):
+    from robustlearn.estimator_checks import fast_instance
+    from robustlearn.plugins.attractor import AttractorClassifier
+
+    return fast_instance(AttractorClassifier, random_state=0).fit(*digits_small)
+
+
+@pytest.mark.parametrize("attacks, missing", [
+    (["fgsm"], ["BPDA"]),
+    ([("linf-pgd", {"steps": 2, "surface": "bpda-identity"})], ["unrolled loop"]),
+    (["gaussian-noise"], ["unrolled loop", "BPDA"]),
+    (["fgsm", ("linf-pgd", {"steps": 2, "surface": "bpda-one-pass"})], []),
+])
+def test_iterative_defense_note_names_the_missing_adaptive_attacks(
+        fitted_attractor, digits_small, attacks, missing):
+    X, y = digits_small
+    report = robustlearn.evaluate(fitted_attractor, X[:20], y[:20], attacks=attacks,
+                                  epsilons=[0, 0.1])
+    notes = [note for note in report.notes if "iterates at prediction time" in note]
+    if not missing:
+        assert notes == []
+    else:
+        assert len(notes) == 1 and all(word in notes[0] for word in missing)

@@ -132,7 +132,7 @@ def evaluate(clf, args, data, log, transfer=None):
         for k, v in detection_metrics(s_id, s_ood, clf.detect_threshold_).items():
             r[f"ood_{k}_{name}"] = v
     log(f"  clean + OOD in {time.time() - t:.0f}s: acc {r['clean']:.2f}")
-    deployed = clf.max_iter
+    deployed = clf.max_iter, clf.detect_threshold_
     for k in args.k_sweep:
         clf.max_iter = k
         r[f"sweep_clean_{k}"] = 100 * clf.score(X_test, y_test)
@@ -144,8 +144,7 @@ def evaluate(clf, args, data, log, transfer=None):
             metrics = detection_metrics(s_k, clf.detect_score(X_ood), clf.detect_threshold_)
             r[f"sweep_auroc_{name}_{k}"] = metrics["auroc"]
             r[f"sweep_acc_{name}_{k}"] = metrics["acc"]
-    clf.max_iter = deployed
-    clf.calibrate_detector(data["X_calibration"])
+    clf.max_iter, clf.detect_threshold_ = deployed
     log(f"  sweep over passes {args.k_sweep}: " + ", ".join(
         f"{k}: {r[f'sweep_clean_{k}']:.1f}" for k in args.k_sweep))
     surfaces = clf.attack_surfaces()

@@ -18,6 +18,7 @@ from .registry import (
     make_defense,
     make_purifier,
 )
+from .surfaces import Surface
 from .tags import DefenseTags, get_defense_tags
 
 __version__ = "0.1.0"
@@ -34,6 +35,7 @@ def load_dataset(name, split="train", n=None, data_dir=None, random_state=None, 
 __all__ = [
     "BaseDefense",
     "DefenseTags",
+    "Surface",
     "__version__",
     "datasets",
     "evaluate",

@@ -24,11 +24,19 @@ and optionally
 ``_detect_score(self, x) -> scores`` and ``_calibrate_detector(self, X)``
     a detector of the defense's own;
 ``__robustlearn_tags__``
-    capability tags.
+    capability tags;
+``attack_surfaces(self) -> {name: Surface}``
+    extra adaptive-attack surfaces (BPDA, EOT, transfer), on top of the base ones;
+``_certified_radius(self, x) -> radii``
+    a certificate, with the ``certified`` tag (see :mod:`robustlearn.certification`).
 
-Each subclass lists every parameter, the shared ones included, in its own
-``__init__`` (scikit-learn reads parameters from that signature), and adds
-checks for its own parameters in ``_validate_params``.
+Each subclass lists its own parameters in its ``__init__`` and passes the
+shared ones on with ``**kwargs`` (``super().__init__(**kwargs)``): the
+parameters scikit-learn sees are the union of every ``__init__`` signature from
+the subclass up to :class:`BaseDefense`, plus skorch-style routed parameters
+(``optimizer__weight_decay``, ``callbacks__progress__...``,
+``iterator_train__...``) that reach the training engine. A subclass adds checks
+for its own parameters in ``_validate_params``.
 """
 
 from __future__ import annotations
@@ -42,9 +50,11 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from skorch.callbacks import ProgressBar
 
+from .certification import margin_radius
 from .detection import calibrate_threshold, max_softmax_score
 from .device import resolve_device
 from .seeding import seed_from, torch_seed
+from .surfaces import Surface
 from .tags import DefenseTags
 from .training import DefenseNet, FittedNetMixin, TensorBatchIterator
 from .validation import (
@@ -58,6 +68,9 @@ from .validation import (
 
 _OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
+#: Prefixes of parameters routed to the skorch training engine, as skorch routes them.
+ROUTED_PREFIXES = ("optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
+
 #: Parameters every defense takes, with their defaults (documented in :class:`BaseDefense`).
 COMMON_PARAMS = dict(
     max_epochs=20,
@@ -69,7 +82,16 @@ COMMON_PARAMS = dict(
     device="auto",
     random_state=None,
     verbose=0,
+    callbacks=None,
 )
+
+
+def _check_routed(cls, key):
+    if not key.startswith(ROUTED_PREFIXES):
+        raise TypeError(
+            f"{cls.__name__}.__init__() got an unexpected parameter {key!r}; routed training "
+            f"parameters start with one of {ROUTED_PREFIXES}"
+        )
 
 
 class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
@@ -97,6 +119,13 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         with an int, fitting on CPU is bitwise reproducible.
     verbose : int, default=0
         0 is silent; 1 prints a per-epoch table and a progress bar.
+    callbacks : list of skorch callbacks or (name, callback) pairs, optional
+        Extra skorch callbacks for training (``EarlyStopping``,
+        ``LRScheduler``, ``Checkpoint``, ...), as skorch takes them.
+    **kwargs
+        skorch-style routed parameters: ``optimizer__<name>`` (e.g.
+        ``optimizer__weight_decay=5e-5``), ``callbacks__<callback>__<name>``,
+        ``iterator_train__<name>``; grid search reaches them like any other.
 
     Attributes
     ----------
@@ -126,6 +155,8 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
+        **kwargs,
     ):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -136,6 +167,35 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
+        for key, value in kwargs.items():
+            _check_routed(type(self), key)
+            setattr(self, key, value)
+
+    # ------------------------------------------------------------ parameters
+    @classmethod
+    def _get_param_names(cls):
+        """Parameters of every ``__init__`` from this class up to :class:`BaseDefense`."""
+        names = set()
+        for klass in cls.__mro__:
+            if "__init__" in vars(klass) and issubclass(klass, BaseDefense):
+                names.update(super(BaseDefense, klass)._get_param_names.__func__(klass))
+            if klass is BaseDefense:
+                break
+        return sorted(names)
+
+    def _routed_params(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k.startswith(ROUTED_PREFIXES)}
+
+    def get_params(self, deep=True):
+        """Parameters of this defense, the routed ``optimizer__*`` etc. included."""
+        return {**super().get_params(deep=deep), **self._routed_params()}
+
+    def set_params(self, **params):
+        """Set parameters, accepting routed ``optimizer__*``/``callbacks__*`` names too."""
+        for key in [k for k in params if k.startswith(ROUTED_PREFIXES)]:
+            setattr(self, key, params.pop(key))
+        return super().set_params(**params)
 
     # ------------------------------------------------------------------ hooks
     def _build_module(self, input_shape, n_classes):  # pragma: no cover - abstract
@@ -153,6 +213,10 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         check_device(self.device)
         check_random_state(self.random_state)
         check_int(self.verbose, "verbose", low=0)
+        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
+            raise TypeError(
+                f"callbacks must be a list of skorch callbacks, got {type(self.callbacks).__name__}"
+            )
 
     def _training_loss(self, module, X, y):
         """Training objective on one batch: ``(loss, logits)``; default cross-entropy."""
@@ -243,6 +307,7 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
 
     def _make_net(self, module, device):
         callbacks = [("progress", ProgressBar())] if self.verbose else []
+        callbacks += list(self.callbacks or [])
         return DefenseNet(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
@@ -259,6 +324,7 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
             device=str(device),
             verbose=self.verbose,
             training_objective=self._training_loss,
+            **self._routed_params(),
         )
 
     def _calibrate_detector(self, X_cal):
@@ -347,21 +413,84 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         return scale * torch.stack([-margin, margin], dim=1)
 
     def attack_surfaces(self) -> dict:
-        """Differentiable maps an attacker may target, by name.
+        """Typed differentiable maps an attacker may target, by name.
 
-        ``"default"`` is :meth:`logits`, the whole prediction function, and
-        ``"detector"`` is :meth:`detection_logits`, the defense's detector. Defenses
-        with inner loops or detectors add adaptive surfaces here (for example
-        ``"bpda-identity"``), so that attacks reach them by name through the
-        ``surface`` parameter of the attack transformers; this is the one place
-        a defense declares its adaptive-attack hooks.
+        ``"default"`` is :meth:`logits`, the whole prediction function
+        (``kind="exact"``), and ``"detector"`` is :meth:`detection_logits`, the
+        defense's detector (``kind="detector"``). Defenses with inner loops,
+        randomness or a static base add their adaptive surfaces here (kinds
+        ``"bpda"``, ``"eot"``, ``"transfer"``); this is the one place a defense
+        declares its adaptive-attack hooks, and evaluation reads their
+        ``kind`` to choose adaptive attacks.
 
         Returns
         -------
-        dict of str to callable
+        dict of str to :class:`robustlearn.Surface`
             Each maps a tensor batch of images in [0, 1] to logits.
         """
-        return {"default": self.logits, "detector": self.detection_logits}
+        return {
+            "default": Surface(self.logits, "exact", "the whole prediction function (logits)"),
+            "detector": Surface(self.detection_logits, "detector",
+                                "two logits [accepted, flagged] of the detector"),
+        }
+
+    # ---------------------------------------------------------- certification
+    def _certified_radius(self, x):
+        """Per-sample certified radius of a batch (defenses tagged ``certified`` implement it)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not certify robustness (its certified tag is None)"
+        )
+
+    def certified_radius(self, X):
+        """Lower bound, per sample, on the radius within which the prediction provably holds.
+
+        No perturbation of the tag's norm (``certified``) smaller than the
+        radius changes the predicted class. Only defenses whose tags set
+        ``certified`` implement it.
+
+        Parameters
+        ----------
+        X : array-like of images in [0, 1]
+
+        Returns
+        -------
+        ndarray of float64, shape (n,)
+
+        Raises
+        ------
+        NotImplementedError
+            If the defense does not certify.
+        """
+        if self.__robustlearn_tags__().certified is None:
+            self._certified_radius(None)
+        X = self._checked(X)
+        return self._batched(self._certified_radius, X).astype(np.float64)
+
+    def certify(self, X, y, epsilon):
+        """Boolean per sample: correctly classified and certified at radius ``epsilon``.
+
+        Parameters
+        ----------
+        X : array-like of images in [0, 1]
+        y : array-like of shape (n,)
+            True labels.
+        epsilon : float
+            Radius in the norm of the ``certified`` tag.
+
+        Returns
+        -------
+        ndarray of bool, shape (n,)
+        """
+        check_float(epsilon, "epsilon", low=0)
+        y = np.asarray(y)
+        radius = self.certified_radius(X)
+        if y.shape != radius.shape:
+            raise ValueError(f"y must have shape {radius.shape}, got {y.shape}")
+        return (self.predict(X) == y) & (radius > float(epsilon))
+
+    def _lipschitz_radius(self, x, lipschitz):
+        """Certified radius from this batch's logits and pairwise Lipschitz constants."""
+        return margin_radius(self._forward(x), lipschitz)
 
     def _batched(self, fn, X):
         """Apply a tensor function to a validated array in batches without gradients."""

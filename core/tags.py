@@ -20,10 +20,13 @@ class DefenseTags:
         ``detect`` flags inputs; attacks should be detector-aware.
     custom_detector : bool
         The detector is the defense's own, not the default max-softmax one.
-    lipschitz_bound : bool
-        The defense can report a certified Lipschitz bound.
+    certified : {"linf", "l2"} or None
+        The defense certifies robustness in this norm (``certified_radius`` and
+        ``certify`` work); reports show certified accuracy beside the attacks.
     adversarially_trained : bool
-        Training used adversarial examples.
+        Training used adversarial examples; reports then compare with the
+        training radius (a robust accuracy at or above the training epsilon
+        is expected, far above it is suspicious).
     gradient_attacks : bool
         ``logits`` is differentiable (False for defenses attackable only by black-box attacks).
     """
@@ -32,9 +35,27 @@ class DefenseTags:
     stochastic: bool = False
     has_detector: bool = True
     custom_detector: bool = False
-    lipschitz_bound: bool = False
+    certified: str | None = None
     adversarially_trained: bool = False
     gradient_attacks: bool = True
+
+    def __post_init__(self):
+        if self.certified not in (None, "linf", "l2"):
+            raise ValueError(f"certified must be None, 'linf' or 'l2', got {self.certified!r}")
+
+    def capabilities(self) -> tuple:
+        """Names of the tags that are set (the capabilities ``robustlearn plugins`` lists)."""
+        out = []
+        for key, value in asdict(self).items():
+            if key == "gradient_attacks":
+                if not value:
+                    out.append("no_gradient")
+            elif key == "certified":
+                if value:
+                    out.append(f"certified_{value}")
+            elif value:
+                out.append(key)
+        return tuple(out)
 
     def to_dict(self) -> dict:
         """The tags as a plain dict (for reports)."""

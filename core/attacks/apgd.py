@@ -260,29 +260,32 @@ class APGD(BaseAttack):
         Runs from fresh random starts on the images not fooled yet.
     n_target_classes : int, default=9
         Target classes tried by ``"dlr-targeted"``.
-    eot_iter : int, default=1
-        Gradients averaged per step (Expectation over Transformation) for
-        stochastic defenses.
     rho : float, default=0.75
         Checkpoint threshold.
     random_start : bool, default=True
+    eot_samples : int, default=1
+        Expectation over Transformation: gradients averaged over this many draws of a
+        stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
     estimator, surrogate, surface, batch_size, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
+    _eot_in_loss = True
+
     def __init__(self, epsilon=None, *, norm="linf", loss="ce", steps=100, restarts=1,
-                 n_target_classes=9, eot_iter=1, rho=0.75, random_start=True, estimator=None,
+                 n_target_classes=9, eot_iter=1, rho=0.75, random_start=True,
+                 eot_samples=1, estimator=None,
                  surrogate=None, surface="default", batch_size=256, random_state=None):
         self.norm = norm
         self.loss = loss
         self.steps = steps
         self.restarts = restarts
         self.n_target_classes = n_target_classes
-        self.eot_iter = eot_iter
         self.rho = rho
         self.random_start = random_start
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size, random_state=random_state,
+                         eot_samples=eot_samples)
 
     def _validate_params(self):
         super()._validate_params()
@@ -291,7 +294,6 @@ class APGD(BaseAttack):
         check_int(self.steps, "steps", low=1)
         check_int(self.restarts, "restarts", low=1)
         check_int(self.n_target_classes, "n_target_classes", low=1)
-        check_int(self.eot_iter, "eot_iter", low=1)
         check_float(self.rho, "rho", low=0, high=1)
         if not isinstance(self.random_start, bool):
             raise TypeError(f"random_start must be a bool, got {self.random_start!r}")
@@ -301,7 +303,7 @@ class APGD(BaseAttack):
         return torch.stack([
             apgd_attack(victim.logits, x, labels, epsilon=eps, norm=self.norm, steps=self.steps,
                         loss=self.loss, restarts=self.restarts,
-                        n_target_classes=self.n_target_classes, eot_iter=self.eot_iter,
+                        n_target_classes=self.n_target_classes, eot_iter=self.eot_samples,
                         rho=self.rho, random_start=self.random_start)
             for eps in epsilons
         ])

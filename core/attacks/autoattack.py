@@ -63,15 +63,18 @@ class AutoAttack(BaseAttack):
         Targets of APGD-T and of FAB-T.
     n_queries : int, default=5000
         Square's budget.
-    eot_iter : int, default=20
-        EOT gradients per step in the "rand" version (1 in "standard").
+    eot_samples : int, default=1
+        Expectation over Transformation: gradients averaged over this many draws of a
+        stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
     estimator, surrogate, surface, batch_size, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
 
     """
 
+    _eot_in_loss = True
+
     def __init__(self, epsilon=None, *, norm="linf", version="standard", attacks=None,
-                 steps=100, n_target_classes=9, n_queries=5000, eot_iter=20, estimator=None,
+                 steps=100, n_target_classes=9, n_queries=5000, eot_samples=1, estimator=None,
                  surrogate=None, surface="default", batch_size=256, random_state=None):
         self.norm = norm
         self.version = version
@@ -79,9 +82,9 @@ class AutoAttack(BaseAttack):
         self.steps = steps
         self.n_target_classes = n_target_classes
         self.n_queries = n_queries
-        self.eot_iter = eot_iter
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size, random_state=random_state,
+                         eot_samples=eot_samples)
 
     def _validate_params(self):
         super()._validate_params()
@@ -98,7 +101,6 @@ class AutoAttack(BaseAttack):
         check_int(self.steps, "steps", low=1)
         check_int(self.n_target_classes, "n_target_classes", low=1)
         check_int(self.n_queries, "n_queries", low=1)
-        check_int(self.eot_iter, "eot_iter", low=1)
 
     @property
     def components(self):
@@ -106,7 +108,7 @@ class AutoAttack(BaseAttack):
         return tuple(self.attacks) if self.attacks else components(self.version, self.norm)
 
     def _run(self, victim, x, labels, epsilons):
-        eot = self.eot_iter if self.version == "rand" else 1
+        eot = self.eot_samples
         outputs = []
         for eps in epsilons:
             x_adv = x.detach().clone()

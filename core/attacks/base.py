@@ -173,6 +173,12 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         Images attacked at once (bounds memory).
     random_state : int, RandomState or None, default=None
         Seeds the attack's randomness (random starts, noise, proposals).
+    eot_samples : int, default=1
+        Gradient and score attacks only: Expectation over Transformation
+        (Athalye, Carlini & Wagner, ICML 2018). The attack differentiates the
+        mean of this many draws of the victim's surface, so its gradient is
+        the average of the draws' gradients; use it on defenses tagged
+        ``stochastic`` (evaluation does so by itself).
 
     Attributes
     ----------
@@ -202,15 +208,20 @@ class BaseAttack(TransformerMixin, BaseEstimator):
     norm = None
     is_minimization = False
     needs_gradient = True
+    #: The attack averages per-sample loss gradients over ``eot_samples`` draws itself
+    #: (rather than differentiating the victim's mean logits).
+    _eot_in_loss = False
 
     def __init__(self, epsilon=None, *, estimator=None, surrogate=None, surface="default",
-                 batch_size=256, random_state=None):
+                 batch_size=256, random_state=None, eot_samples=None):
         self.epsilon = epsilon
         self.estimator = estimator
         self.surrogate = surrogate
         self.surface = surface
         self.batch_size = batch_size
         self.random_state = random_state
+        if eot_samples is not None:  # only attacks that list it in their signature take it
+            self.eot_samples = eot_samples
 
     # ------------------------------------------------------------------ hooks
     def _run(self, victim, x, labels, epsilons):  # pragma: no cover - abstract
@@ -231,6 +242,8 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             raise TypeError(f"surface must be a str, got {self.surface!r}")
         check_int(self.batch_size, "batch_size", low=1)
         check_random_state(self.random_state)
+        if hasattr(self, "eot_samples"):
+            check_int(self.eot_samples, "eot_samples", low=1)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -351,7 +364,8 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         victim_est = self._current_victim()
         victim = None
         if victim_est is not None:
-            victim = Victim(victim_est, self.surface)
+            eot = 1 if self._eot_in_loss else int(getattr(self, "eot_samples", 1))
+            victim = Victim(victim_est, self.surface, eot_samples=eot)
             if self.needs_gradient and not victim.differentiable:
                 raise TypeError(
                     f"{type(self).__name__} needs gradients, but {type(victim_est).__name__} "

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from ..validation import check_choice, check_float, check_int
 from .foolbox_adapter import FoolboxAttack, run_foolbox
-from .gradient import projected_gradient_descent
+from .gradient import LOSSES, best_of_pgd
 
 BACKENDS = ("torch", "foolbox")
 
@@ -34,25 +34,48 @@ class _GradientDescentAttack(FoolboxAttack):
     def _validate_params(self):
         super()._validate_params()
         check_int(self.steps, "steps", low=1)
-        check_float(self.rel_stepsize, "rel_stepsize", low=0, low_open=True)
+        if self.rel_stepsize is not None:
+            check_float(self.rel_stepsize, "rel_stepsize", low=0, low_open=True)
+        check_int(self.restarts, "restarts", low=1)
+        check_choice(self.loss, "loss", LOSSES)
         if self.abs_stepsize is not None:
             check_float(self.abs_stepsize, "abs_stepsize", low=0, low_open=True)
         _check_bool(self.random_start, "random_start")
         check_choice(self.backend, "backend", BACKENDS)
 
+    @property
+    def relative_step(self) -> float:
+        """Step size relative to epsilon: ``rel_stepsize``, or ``2.5 / steps`` when None."""
+        return 2.5 / self.steps if self.rel_stepsize is None else float(self.rel_stepsize)
+
     def _run(self, victim, x, labels, epsilons):
-        if self.backend == "foolbox":
-            return run_foolbox(self._foolbox_attack(), victim, x, labels, epsilons)
         import torch
 
+        if self.backend == "foolbox":
+            return self._run_foolbox(victim, x, labels, epsilons)
         outputs = []
         for eps in epsilons:
-            step = self.abs_stepsize if self.abs_stepsize is not None else self.rel_stepsize * eps
-            outputs.append(projected_gradient_descent(
+            step = self.abs_stepsize if self.abs_stepsize is not None else self.relative_step * eps
+            outputs.append(best_of_pgd(
                 victim.logits, x, labels, epsilon=eps, steps=self.steps, step_size=step,
-                norm=self.norm, random_init=self.random_start,
+                norm=self.norm, random_init=self.random_start, restarts=self.restarts,
+                loss=self.loss,
             ))
         return torch.stack(outputs)
+
+    def _run_foolbox(self, victim, x, labels, epsilons):
+        """Foolbox's iterates (its last one per run); restarts keep the first success."""
+        import torch
+
+        best = run_foolbox(self._foolbox_attack(), victim, x, labels, epsilons)
+        for _ in range(self.restarts - 1):
+            with torch.no_grad():
+                fooled = torch.stack([victim.logits(b).argmax(1) != labels for b in best])
+            if bool(fooled.all()):
+                break
+            again = run_foolbox(self._foolbox_attack(), victim, x, labels, epsilons)
+            best = torch.where(fooled.view(*fooled.shape, *([1] * (x.dim() - 1))), best, again)
+        return best
 
 
 class LinfPGD(_GradientDescentAttack):
@@ -66,36 +89,51 @@ class LinfPGD(_GradientDescentAttack):
     Parameters
     ----------
     epsilon : float or list of float, default=None
-    steps : int, default=40
-    rel_stepsize : float, default=0.01/0.3
-        Step size relative to epsilon.
+    steps : int, default=100
+    rel_stepsize : float, optional
+        Step size relative to epsilon; None (default) is ``2.5 / steps``, so
+        the steps can cross the ball and back (Madry et al. 2018), whatever
+        ``steps`` is.
     abs_stepsize : float, optional
         Absolute step size; overrides ``rel_stepsize``.
     random_start : bool, default=True
         Start from a uniform random point of the ball.
+    restarts : int, default=1
+        Further runs from random starts on the examples not fooled yet.
+    loss : {"ce", "margin"}, default="ce"
+        Cross-entropy, or the logit margin ``max_{j != y} z_j - z_y``.
     backend : {"torch", "foolbox"}, default="torch"
-        Same iterates; "torch" avoids Foolbox's overhead.
+        "torch" keeps the best point found per example over every step and
+        restart; "foolbox" runs Foolbox's loop (its last iterate per run, the
+        first successful run kept).
+    eot_samples : int, default=1
+        Expectation over Transformation: gradients averaged over this many draws of a
+        stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
     estimator, surrogate, surface, batch_size, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
     norm = "linf"
 
-    def __init__(self, epsilon=None, *, steps=40, rel_stepsize=0.01 / 0.3, abs_stepsize=None,
-                 random_start=True, backend="torch", estimator=None, surrogate=None,
-                 surface="default", batch_size=256, random_state=None):
+    def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
+                 random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
+                 estimator=None, surrogate=None, surface="default", batch_size=256,
+                 random_state=None):
         self.steps = steps
+        self.restarts = restarts
+        self.loss = loss
         self.rel_stepsize = rel_stepsize
         self.abs_stepsize = abs_stepsize
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size, random_state=random_state,
+                         eot_samples=eot_samples)
 
     def _foolbox_attack(self):
         import foolbox
 
-        return foolbox.attacks.LinfPGD(rel_stepsize=self.rel_stepsize,
+        return foolbox.attacks.LinfPGD(rel_stepsize=self.relative_step,
                                        abs_stepsize=self.abs_stepsize, steps=self.steps,
                                        random_start=self.random_start)
 
@@ -108,32 +146,42 @@ class L2PGD(_GradientDescentAttack):
     Parameters
     ----------
     epsilon : float or list of float, default=None
-    steps : int, default=50
-    rel_stepsize : float, default=0.025
+    steps : int, default=100
+    rel_stepsize : float, optional
+        None (default) is ``2.5 / steps``.
     abs_stepsize : float, optional
     random_start : bool, default=True
+    restarts : int, default=1
+    loss : {"ce", "margin"}, default="ce"
     backend : {"torch", "foolbox"}, default="torch"
+    eot_samples : int, default=1
+        Expectation over Transformation: gradients averaged over this many draws of a
+        stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
     estimator, surrogate, surface, batch_size, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
     norm = "l2"
 
-    def __init__(self, epsilon=None, *, steps=50, rel_stepsize=0.025, abs_stepsize=None,
-                 random_start=True, backend="torch", estimator=None, surrogate=None,
-                 surface="default", batch_size=256, random_state=None):
+    def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
+                 random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
+                 estimator=None, surrogate=None, surface="default", batch_size=256,
+                 random_state=None):
         self.steps = steps
+        self.restarts = restarts
+        self.loss = loss
         self.rel_stepsize = rel_stepsize
         self.abs_stepsize = abs_stepsize
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size, random_state=random_state,
+                         eot_samples=eot_samples)
 
     def _foolbox_attack(self):
         import foolbox
 
-        return foolbox.attacks.L2PGD(rel_stepsize=self.rel_stepsize,
+        return foolbox.attacks.L2PGD(rel_stepsize=self.relative_step,
                                      abs_stepsize=self.abs_stepsize, steps=self.steps,
                                      random_start=self.random_start)
 
@@ -150,6 +198,9 @@ class FGSM(_GradientDescentAttack):
     epsilon : float or list of float, default=None
     random_start : bool, default=False
     backend : {"torch", "foolbox"}, default="torch"
+    eot_samples : int, default=1
+        Expectation over Transformation: gradients averaged over this many draws of a
+        stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
     estimator, surrogate, surface, batch_size, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
@@ -158,13 +209,17 @@ class FGSM(_GradientDescentAttack):
     steps = 1
     rel_stepsize = 1.0
     abs_stepsize = None
+    restarts = 1
+    loss = "ce"
 
-    def __init__(self, epsilon=None, *, random_start=False, backend="torch", estimator=None,
+    def __init__(self, epsilon=None, *, random_start=False, backend="torch",
+    eot_samples=1, estimator=None,
                  surrogate=None, surface="default", batch_size=256, random_state=None):
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size, random_state=random_state,
+                         eot_samples=eot_samples)
 
     def _foolbox_attack(self):
         import foolbox

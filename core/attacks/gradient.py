@@ -42,6 +42,99 @@ def random_start(x: torch.Tensor, epsilon: float, norm: str) -> torch.Tensor:
     return (x + delta).clamp(0.0, 1.0)
 
 
+def margin_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample ``max_{j != y} z_j - z_y`` (Carlini & Wagner's margin; > 0 when misclassified)."""
+    true = logits.gather(1, y[:, None])[:, 0]
+    others = logits.clone()
+    others.scatter_(1, y[:, None], float("-inf"))
+    return others.max(dim=1).values - true
+
+
+LOSSES = {
+    "ce": lambda logits, y: F.cross_entropy(logits, y, reduction="none"),
+    "margin": margin_loss,
+}
+
+
+def best_of_pgd(logits_fn, x, y, *, epsilon, steps, step_size=None, norm="linf",
+                random_init=True, restarts=1, loss="ce"):
+    """PGD that keeps, per example, the best point found over every step and restart.
+
+    A point that is misclassified is kept as soon as it is found (later
+    iterates can wander back across the boundary, and returning the last one
+    would undercount the attack's success); among points that never fool, the
+    one with the highest loss is kept. Restarts after the first start from
+    fresh random points of the ball, and only for the examples not fooled yet.
+
+    Parameters
+    ----------
+    logits_fn : callable
+        Images to logits (differentiable).
+    x : torch.Tensor
+        Clean images in [0, 1].
+    y : torch.Tensor of int64
+        True labels.
+    epsilon : float
+    steps : int
+    step_size : float, optional
+        Defaults to ``2.5 * epsilon / steps`` (Madry et al. 2018).
+    norm : {"linf", "l2"}
+    random_init : bool
+        Random start for the first run (later restarts always start at random).
+    restarts : int, default=1
+    loss : {"ce", "margin"}, default="ce"
+
+    Returns
+    -------
+    torch.Tensor
+        Adversarial images, detached, in [0, 1] and within the ball.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {tuple(LOSSES)}, got {loss!r}")
+    x = x.detach()
+    if epsilon == 0:
+        return x.clone()
+    loss_fn = LOSSES[loss]
+    step_size = 2.5 * epsilon / steps if step_size is None else step_size
+    best = x.clone()
+    best_loss = torch.full((len(x),), -float("inf"), device=x.device)
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+
+    def record(index, x_cand, logits):
+        nonlocal best, best_loss, fooled
+        with torch.no_grad():
+            values = loss_fn(logits, y[index]).detach()
+            wrong = logits.argmax(1) != y[index]
+            take = (~fooled[index]) & (wrong | (values > best_loss[index]))
+            rows = index[take]
+            best[rows] = x_cand[take].detach()
+            best_loss[rows] = torch.maximum(best_loss[rows], values[take])
+            fooled[rows] = fooled[rows] | wrong[take]
+
+    for restart in range(restarts):
+        index = (~fooled).nonzero()[:, 0]
+        if len(index) == 0:
+            break
+        x0, yi = x[index], y[index]
+        x_adv = random_start(x0, epsilon, norm) if (random_init or restart > 0) else x0.clone()
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            logits = logits_fn(x_adv)
+            record(index, x_adv, logits.detach())
+            (grad,) = torch.autograd.grad(loss_fn(logits, yi).sum(), x_adv)
+            with torch.no_grad():
+                if norm == "linf":
+                    x_adv = x_adv + step_size * grad.sign()
+                else:
+                    x_adv = x_adv + step_size * grad / _flat_norm(grad)
+                x_adv = (x0 + project(x_adv - x0, epsilon, norm)).clamp(0.0, 1.0)
+        with torch.no_grad():
+            record(index, x_adv, logits_fn(x_adv))
+    return best.detach()
+
+
 def projected_gradient_descent(
     logits_fn,
     x: torch.Tensor,

@@ -40,6 +40,9 @@ class L2CarliniWagner(FoolboxAttack):
         The margin kappa.
     initial_const : float, default=1e-3
     abort_early : bool, default=True
+    eot_samples : int, default=1
+        Expectation over Transformation: gradients averaged over this many draws of a
+        stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
     estimator, surrogate, surface, batch_size, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
@@ -48,7 +51,8 @@ class L2CarliniWagner(FoolboxAttack):
     is_minimization = True
 
     def __init__(self, epsilon=None, *, binary_search_steps=9, steps=1000, stepsize=0.01,
-                 confidence=0.0, initial_const=1e-3, abort_early=True, estimator=None,
+                 confidence=0.0, initial_const=1e-3, abort_early=True,
+                 eot_samples=1, estimator=None,
                  surrogate=None, surface="default", batch_size=256, random_state=None):
         self.binary_search_steps = binary_search_steps
         self.steps = steps
@@ -57,7 +61,8 @@ class L2CarliniWagner(FoolboxAttack):
         self.initial_const = initial_const
         self.abort_early = abort_early
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size, random_state=random_state,
+                         eot_samples=eot_samples)
 
     def _validate_params(self):
         super()._validate_params()
@@ -93,6 +98,9 @@ class LinfDeepFool(FoolboxAttack):
         Classes with the highest logits considered as targets (None: all).
     overshoot : float, default=0.02
     loss : {"logits", "crossentropy"}, default="logits"
+    eot_samples : int, default=1
+        Expectation over Transformation: gradients averaged over this many draws of a
+        stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
     estimator, surrogate, surface, batch_size, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
@@ -101,14 +109,15 @@ class LinfDeepFool(FoolboxAttack):
     is_minimization = True
 
     def __init__(self, epsilon=None, *, steps=50, candidates=10, overshoot=0.02, loss="logits",
-                 estimator=None, surrogate=None, surface="default", batch_size=256,
+                 eot_samples=1, estimator=None, surrogate=None, surface="default", batch_size=256,
                  random_state=None):
         self.steps = steps
         self.candidates = candidates
         self.overshoot = overshoot
         self.loss = loss
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size, random_state=random_state,
+                         eot_samples=eot_samples)
 
     def _validate_params(self):
         super()._validate_params()

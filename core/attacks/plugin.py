@@ -33,8 +33,8 @@ def fab_t(**params):
 
 
 def autoattack_rand(**params):
-    """AutoAttack's "rand" version for stochastic defenses (``AutoAttack(version="rand")``)."""
-    return AutoAttack(**{"version": "rand", **params})
+    """AutoAttack's "rand" version for stochastic defenses: 20 EOT samples per gradient."""
+    return AutoAttack(**{"version": "rand", "eot_samples": 20, **params})
 
 
 _CROCE_HEIN = (

@@ -17,6 +17,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from ..surfaces import Surface, as_surface
+
 
 class SurfaceModule(torch.nn.Module):
     """A ``torch.nn.Module`` whose forward pass is an attack surface (for ``foolbox.PyTorchModel``).
@@ -57,6 +59,11 @@ class Victim:
         only attacks that need no gradient can run).
     surface : str
         Key of ``estimator.attack_surfaces()``.
+    eot_samples : int, default=1
+        Expectation over Transformation (Athalye, Carlini & Wagner, ICML 2018):
+        the attack differentiates the mean of this many draws of the surface's
+        logits, so its gradient is the average of the draws' gradients. Use it
+        on defenses tagged ``stochastic``.
 
     Raises
     ------
@@ -66,16 +73,17 @@ class Victim:
         If ``surface`` is not one of the estimator's surfaces.
     """
 
-    def __init__(self, estimator, surface="default"):
+    def __init__(self, estimator, surface="default", eot_samples=1):
         check_is_fitted(estimator)
         self.estimator = estimator
         self.classes = np.asarray(estimator.classes_)
         surfaces_of = getattr(estimator, "attack_surfaces", None)
         if surfaces_of is not None:
-            surfaces = surfaces_of()
+            surfaces = {name: as_surface(fn, name) for name, fn in surfaces_of().items()}
             self.differentiable = True
         elif hasattr(estimator, "predict_proba"):
-            surfaces = {"default": _probability_surface(estimator)}
+            surfaces = {"default": Surface(_probability_surface(estimator), "exact",
+                                           "log predict_proba (not differentiable)")}
             self.differentiable = False
         else:
             raise TypeError(
@@ -88,7 +96,13 @@ class Victim:
                 f"got {surface!r}"
             )
         self.surface_name = surface
-        self.logits = _direct_forward(estimator, surfaces[surface]) or surfaces[surface]
+        self.surface = surfaces[surface]
+        self.kind = self.surface.kind
+        logits = _direct_forward(estimator, self.surface.fn) or self.surface.fn
+        self.eot_samples = int(eot_samples)
+        if self.eot_samples < 1:
+            raise ValueError(f"eot_samples must be an int >= 1, got {eot_samples!r}")
+        self.logits = logits if self.eot_samples == 1 else _expectation(logits, self.eot_samples)
         self.input_shape = tuple(getattr(estimator, "input_shape_", ()) or ())
         self.device = self._device()
 
@@ -165,6 +179,18 @@ def _direct_forward(estimator, surface):
         if tuple(x.shape[1:]) != shape or x.device != device or x.dtype != torch.float32:
             return estimator.logits(x)
         return forward(x)
+
+    return logits
+
+
+def _expectation(logits_fn, samples):
+    """Mean of ``samples`` calls of a stochastic logits function (EOT)."""
+
+    def logits(x, *args, **kwargs):
+        total = logits_fn(x, *args, **kwargs)
+        for _ in range(samples - 1):
+            total = total + logits_fn(x, *args, **kwargs)
+        return total / samples
 
     return logits
 

@@ -9,6 +9,7 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.defense import BaseDefense
+from robustlearn.surfaces import Surface
 from robustlearn.tags import DefenseTags
 from robustlearn.validation import check_float, check_int
 
@@ -83,8 +84,9 @@ class AttractorClassifier(BaseDefense):
     max_epochs : int, default=100
         Pre-training epochs (without L_eigen).
     batch_size : int, default=100
-    lr, optimizer, calibration_fraction, detect_tpr, device, random_state, verbose
-        See :class:`robustlearn.BaseDefense`.
+    **kwargs
+        Other training parameters (``lr``, ``optimizer__*``, ``callbacks``, ...), see
+        :class:`robustlearn.BaseDefense`.
 
     Attributes
     ----------
@@ -137,13 +139,7 @@ class AttractorClassifier(BaseDefense):
         *,
         max_epochs=100,
         batch_size=100,
-        lr=1e-3,
-        optimizer="adam",
-        calibration_fraction=0.1,
-        detect_tpr=0.95,
-        device="auto",
-        random_state=None,
-        verbose=0,
+        **kwargs,
     ):
         self.encoder_layers = encoder_layers
         self.decoder_layers = decoder_layers
@@ -161,11 +157,7 @@ class AttractorClassifier(BaseDefense):
         self.tol = tol
         self.attractor_check_size = attractor_check_size
         self.attractor_residual_tol = attractor_residual_tol
-        super().__init__(
-            max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            calibration_fraction=calibration_fraction, detect_tpr=detect_tpr, device=device,
-            random_state=random_state, verbose=verbose,
-        )
+        super().__init__(max_epochs=max_epochs, batch_size=batch_size, **kwargs)
 
     # ------------------------------------------------------------------ hooks
     def _validate_params(self):
@@ -257,16 +249,23 @@ class AttractorClassifier(BaseDefense):
 
         Returns
         -------
-        dict of str to callable
+        dict of str to :class:`robustlearn.Surface`
         """
         check_is_fitted(self)
         return {
-            "default": self.logits,
-            "bpda-identity": partial(surfaces.bpda_logits, self, backward="identity"),
-            "bpda-one-pass": partial(surfaces.bpda_logits, self, backward="one-pass"),
-            "one-pass": partial(surfaces.one_pass_logits, self),
-            "detector-aware": surfaces.DetectorAwareLogits(self),
-            "detector": self.detection_logits,
+            **super().attack_surfaces(),
+            "bpda-identity": Surface(
+                partial(surfaces.bpda_logits, self, backward="identity"), "bpda",
+                "the iterations forward, the identity through the loop backward"),
+            "bpda-one-pass": Surface(
+                partial(surfaces.bpda_logits, self, backward="one-pass"), "bpda",
+                "the iterations forward, one pass f(x) backward"),
+            "one-pass": Surface(
+                partial(surfaces.one_pass_logits, self), "transfer",
+                "the static network head(E(x)) without the loop"),
+            "detector-aware": Surface(
+                surfaces.DetectorAwareLogits(self), "detector",
+                "logits that stop rewarding the attacker once the correlation detector flags"),
         }
 
     def fixed_points(self, X):

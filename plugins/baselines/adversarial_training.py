@@ -8,10 +8,10 @@ from sklearn.base import BaseEstimator
 from robustlearn.attacks import make_attack
 from robustlearn.attacks.gradient import NORMS, projected_gradient_descent
 from robustlearn.defense import BaseDefense
+from robustlearn.networks import MLP, SmallCNN
+from robustlearn.surfaces import Surface
 from robustlearn.tags import DefenseTags
 from robustlearn.validation import check_choice, check_float, check_int, check_int_tuple
-
-from .networks import MLP, SmallCNN
 
 #: Attacks run by the torch loop of ``projected_gradient_descent`` every batch.
 FAST_ATTACKS = ("pgd", "linf-pgd", "l2-pgd", "fgsm")
@@ -36,7 +36,8 @@ class _TrainingVictim(BaseEstimator):
         return True
 
     def attack_surfaces(self):
-        return {"default": lambda x: self.module_(x.to(self.device_))}
+        return {"default": Surface(lambda x: self.module_(x.to(self.device_)), "exact",
+                                   "the network being trained")}
 
 
 class AdversarialTraining(BaseDefense):
@@ -80,10 +81,9 @@ class AdversarialTraining(BaseDefense):
         CNN conv channels (``network="cnn"``).
     hidden : int, default=128
         CNN hidden width (``network="cnn"``).
-    max_epochs, batch_size, lr, optimizer, calibration_fraction
-        See :class:`robustlearn.BaseDefense`.
-    detect_tpr, device, random_state, verbose
-        See :class:`robustlearn.BaseDefense`.
+    **kwargs
+        Shared training parameters (``max_epochs``, ``lr``, ``optimizer__*``, ``callbacks``,
+        ...), see :class:`robustlearn.BaseDefense`.
     """
 
     _test_params = dict(network="mlp", hidden_layer_sizes=(64,), max_epochs=30, epsilon=0.05,
@@ -102,16 +102,7 @@ class AdversarialTraining(BaseDefense):
         hidden_layer_sizes=(512, 512),
         channels=(32, 64),
         hidden=128,
-        *,
-        max_epochs=20,
-        batch_size=64,
-        lr=1e-3,
-        optimizer="adam",
-        calibration_fraction=0.1,
-        detect_tpr=0.95,
-        device="auto",
-        random_state=None,
-        verbose=0,
+        **kwargs,
     ):
         self.network = network
         self.attack = attack
@@ -124,11 +115,7 @@ class AdversarialTraining(BaseDefense):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.channels = channels
         self.hidden = hidden
-        super().__init__(
-            max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            calibration_fraction=calibration_fraction, detect_tpr=detect_tpr, device=device,
-            random_state=random_state, verbose=verbose,
-        )
+        super().__init__(**kwargs)
 
     def _validate_params(self):
         super()._validate_params()

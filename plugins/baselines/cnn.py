@@ -1,9 +1,8 @@
 """Small convolutional network baseline."""
 
 from robustlearn.defense import BaseDefense
+from robustlearn.networks import SmallCNN
 from robustlearn.validation import check_int, check_int_tuple
-
-from .networks import SmallCNN
 
 
 class CNNClassifier(BaseDefense):
@@ -15,10 +14,9 @@ class CNNClassifier(BaseDefense):
         Output channels of the 3x3 conv blocks, each followed by 2x2 max-pooling.
     hidden : int, default=128
         Width of the fully connected hidden layer.
-    max_epochs, batch_size, lr, optimizer, calibration_fraction
-        See :class:`robustlearn.BaseDefense`.
-    detect_tpr, device, random_state, verbose
-        See :class:`robustlearn.BaseDefense`.
+    **kwargs
+        Shared training parameters (``max_epochs``, ``lr``, ``optimizer__*``, ``callbacks``,
+        ...), see :class:`robustlearn.BaseDefense`.
     """
 
     _test_params = dict(channels=(8,), hidden=32, max_epochs=30)
@@ -27,24 +25,11 @@ class CNNClassifier(BaseDefense):
         self,
         channels=(32, 64),
         hidden=128,
-        *,
-        max_epochs=20,
-        batch_size=64,
-        lr=1e-3,
-        optimizer="adam",
-        calibration_fraction=0.1,
-        detect_tpr=0.95,
-        device="auto",
-        random_state=None,
-        verbose=0,
+        **kwargs,
     ):
         self.channels = channels
         self.hidden = hidden
-        super().__init__(
-            max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            calibration_fraction=calibration_fraction, detect_tpr=detect_tpr, device=device,
-            random_state=random_state, verbose=verbose,
-        )
+        super().__init__(**kwargs)
 
     def _validate_params(self):
         super()._validate_params()

@@ -277,16 +277,36 @@ def test_random_state_object_is_accepted(name, data):
 
 # -- parameters, clone, persistence -----------------------------------------------------
 
-def test_init_lists_every_parameter_explicitly(name):
+def test_parameters_are_the_union_of_the_init_signatures(name):
     cls = get_registry().get("defense", name).factory
-    signature = inspect.signature(cls.__init__)
-    kinds = {p.kind for p in signature.parameters.values()}
+    kinds = {p.kind for p in inspect.signature(cls.__init__).parameters.values()}
     assert inspect.Parameter.VAR_POSITIONAL not in kinds
-    assert inspect.Parameter.VAR_KEYWORD not in kinds
+    declared = set()
+    for klass in cls.__mro__[: cls.__mro__.index(robustlearn.BaseDefense) + 1]:
+        if "__init__" in vars(klass):
+            declared |= {p.name for p in inspect.signature(klass.__init__).parameters.values()
+                         if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
     params = cls().get_params()
     assert set(COMMON_PARAMS) <= set(params)
-    assert set(params) == set(signature.parameters) - {"self"}
+    assert set(params) == declared - {"self"}
     assert set(cls._test_params) <= set(params)
+
+
+def test_routed_parameters_survive_clone_and_reach_the_optimizer(name, data):
+    est = make(name, optimizer__weight_decay=1e-3)
+    assert est.get_params()["optimizer__weight_decay"] == 1e-3
+    copy = clone(est).set_params(optimizer__weight_decay=2e-3)
+    assert copy.optimizer__weight_decay == 2e-3 and est.optimizer__weight_decay == 1e-3
+    if name == "mlp":
+        X, y = data
+        copy.set_params(max_epochs=1).fit(X, y)
+        assert copy.net_.optimizer_.param_groups[0]["weight_decay"] == 2e-3
+
+
+def test_unknown_keyword_is_a_clear_type_error(name):
+    cls = get_registry().get("defense", name).factory
+    with pytest.raises(TypeError, match="unexpected parameter 'lerning_rate'"):
+        cls(lerning_rate=0.1)
 
 
 def test_set_params_round_trip(name):

@@ -46,7 +46,7 @@ CASES = [
     Case("square", (0.0, 0.1, 0.3), dict(n_queries=100), min_success=0.5),
     Case("autoattack", (0.1, 0.3), dict(steps=10, n_target_classes=2, n_queries=50),
          min_success=0.9),
-    Case("autoattack-rand", (0.1, 0.3), dict(steps=5, eot_iter=2), min_success=0.9),
+    Case("autoattack-rand", (0.1, 0.3), dict(steps=5, eot_samples=2), min_success=0.9),
     Case("fab", (0.1, 0.3, None), dict(steps=20), min_success=0.9),
     Case("fab-t", (0.1, 0.3, None), dict(steps=20, n_target_classes=2), min_success=0.9),
 ]

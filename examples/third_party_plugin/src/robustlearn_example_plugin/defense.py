@@ -41,10 +41,9 @@ class NearestPrototypeClassifier(BaseDefense):
     ----------
     temperature : float, default=1.0
         Scale of the squared distances in the logits (must be > 0).
-    max_epochs, batch_size, lr, optimizer, calibration_fraction
-        See :class:`robustlearn.BaseDefense`.
-    detect_tpr, device, random_state, verbose
-        See :class:`robustlearn.BaseDefense`.
+    **kwargs
+        Shared training parameters (``max_epochs``, ``lr``, ``optimizer__*``, ``callbacks``,
+        ...), see :class:`robustlearn.BaseDefense`.
     """
 
     _test_params = dict(max_epochs=30, lr=0.05)
@@ -53,22 +52,11 @@ class NearestPrototypeClassifier(BaseDefense):
         self,
         temperature=1.0,
         *,
-        max_epochs=20,
-        batch_size=64,
         lr=1e-2,
-        optimizer="adam",
-        calibration_fraction=0.1,
-        detect_tpr=0.95,
-        device="auto",
-        random_state=None,
-        verbose=0,
+        **kwargs,
     ):
         self.temperature = temperature
-        super().__init__(
-            max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            calibration_fraction=calibration_fraction, detect_tpr=detect_tpr, device=device,
-            random_state=random_state, verbose=verbose,
-        )
+        super().__init__(lr=lr, **kwargs)
 
     def _validate_params(self):
         super()._validate_params()

@@ -81,7 +81,9 @@ def surfaces_of(estimator) -> dict:
     """Attack surfaces of ``estimator`` as ``{name: Surface}`` (empty if it declares none)."""
     getter = getattr(estimator, "attack_surfaces", None)
     if getter is None:
-        return {}
+        from .composition import is_pipeline, pipeline_surfaces
+
+        return pipeline_surfaces(estimator) if is_pipeline(estimator) else {}
     return {name: as_surface(fn, name) for name, fn in getter().items()}
 
 

@@ -66,5 +66,9 @@ def get_defense_tags(estimator) -> DefenseTags:
     """Return the :class:`DefenseTags` of ``estimator`` (defaults for other estimators)."""
     getter = getattr(estimator, "__robustlearn_tags__", None)
     if getter is None:
+        from .composition import is_pipeline, pipeline_tags
+
+        if is_pipeline(estimator):
+            return pipeline_tags(estimator)
         return DefenseTags(has_detector=hasattr(estimator, "detect"))
     return getter()

@@ -273,9 +273,9 @@ class APGD(BaseAttack):
     _eot_in_loss = True
 
     def __init__(self, epsilon=None, *, norm="linf", loss="ce", steps=100, restarts=1,
-                 n_target_classes=9, eot_iter=1, rho=0.75, random_start=True,
-                 eot_samples=1, estimator=None,
-                 surrogate=None, surface="default", batch_size=256, random_state=None):
+                 n_target_classes=9, rho=0.75, random_start=True, eot_samples=1,
+                 estimator=None, surrogate=None, surface="default", batch_size=256,
+                 random_state=None):
         self.norm = norm
         self.loss = loss
         self.steps = steps

@@ -212,8 +212,8 @@ class FGSM(_GradientDescentAttack):
     restarts = 1
     loss = "ce"
 
-    def __init__(self, epsilon=None, *, random_start=False, backend="torch",
-    eot_samples=1, estimator=None,
+    def __init__(self, epsilon=None, *, random_start=False, backend="torch", eot_samples=1,
+                 estimator=None,
                  surrogate=None, surface="default", batch_size=256, random_state=None):
         self.random_start = random_start
         self.backend = backend

@@ -17,6 +17,7 @@ import torch
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from .. import composition
 from ..surfaces import Surface, as_surface
 
 
@@ -78,7 +79,11 @@ class Victim:
         self.estimator = estimator
         self.classes = np.asarray(estimator.classes_)
         surfaces_of = getattr(estimator, "attack_surfaces", None)
-        if surfaces_of is not None:
+        self.pipeline = composition.is_pipeline(estimator)
+        if self.pipeline:
+            surfaces = composition.pipeline_surfaces(estimator)
+            self.differentiable = True
+        elif surfaces_of is not None:
             surfaces = {name: as_surface(fn, name) for name, fn in surfaces_of().items()}
             self.differentiable = True
         elif hasattr(estimator, "predict_proba"):
@@ -103,10 +108,13 @@ class Victim:
         if self.eot_samples < 1:
             raise ValueError(f"eot_samples must be an int >= 1, got {eot_samples!r}")
         self.logits = logits if self.eot_samples == 1 else _expectation(logits, self.eot_samples)
-        self.input_shape = tuple(getattr(estimator, "input_shape_", ()) or ())
+        self.input_shape = (composition.pipeline_input_shape(estimator) if self.pipeline
+                            else tuple(getattr(estimator, "input_shape_", ()) or ()))
         self.device = self._device()
 
     def _device(self):
+        if self.pipeline:
+            return composition.pipeline_device(self.estimator)
         try:
             return torch.device(self.estimator.device_)
         except (AttributeError, NotFittedError, TypeError):
@@ -196,5 +204,7 @@ def _expectation(logits_fn, samples):
 
 
 def _torch_modules(estimator):
+    if composition.is_pipeline(estimator):
+        return composition.pipeline_torch_modules(estimator)
     module = getattr(estimator, "module_", None)
     return [module] if isinstance(module, torch.nn.Module) else []

@@ -8,13 +8,16 @@ an evaluation with an output folder can be resumed from its log (:mod:`.journal`
 
 from .evaluate import evaluate
 from .intervals import wilson_interval
+from .ladder import adaptive_attacks, missing_adaptive_attacks
 from .plotting import plot_comparison, plot_report
 from .report import RobustnessReport
 from .worst_case import robust_correct, worst_case_correct
 
 __all__ = [
     "RobustnessReport",
+    "adaptive_attacks",
     "evaluate",
+    "missing_adaptive_attacks",
     "plot_comparison",
     "plot_report",
     "robust_correct",

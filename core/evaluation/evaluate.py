@@ -23,6 +23,7 @@ from ..validation import (
 )
 from .intervals import wilson_interval
 from .journal import EvaluationJournal, decode_bits, encode_bits
+from .ladder import adaptive_attacks, missing_adaptive_attacks
 from .provenance import array_fingerprint, estimator_fingerprint, json_safe, library_versions
 from .report import RobustnessReport
 from .worst_case import attack_group, robust_correct, worst_case_correct
@@ -131,23 +132,6 @@ def _resolve_attack(item, estimator):
     return _AttackSpec(attack, name, json_safe(params))
 
 
-def _missing_adaptive_attacks(specs):
-    """Which of the two adaptive views of an iterative defense no gradient attack took.
-
-    Gradients through the unrolled loop can vanish or explode, and a
-    straight-through (BPDA) backward pass can point elsewhere; an honest
-    evaluation runs both (Athalye, Carlini & Wagner, ICML 2018).
-    """
-    surfaces = {str(getattr(spec.attack, "surface", "default"))
-                for spec in specs if spec.needs_gradient}
-    missing = []
-    if "default" not in surfaces:
-        missing.append("a gradient attack through the unrolled loop (surface 'default')")
-    if not any(surface.startswith("bpda") for surface in surfaces):
-        missing.append("a BPDA attack (a 'bpda-*' surface of attack_surfaces())")
-    return missing
-
-
 def _resolve_attacks(attacks, estimator, tags):
     if isinstance(attacks, str) or (isinstance(attacks, tuple) and len(attacks) == 2
                                     and isinstance(attacks[1], dict)):
@@ -235,11 +219,19 @@ def _unit_seed(seed, unit, batch) -> int:
     return int(np.random.SeedSequence([seed, unit, batch]).generate_state(1)[0])
 
 
-def _predict_rows(estimator, x, y, detector):
-    """Correctness (and detector flags) of ``x`` of shape (rows, b, ...) against ``y``."""
+def _predict_rows(estimator, x, y, detector, draws=1):
+    """Correctness (and detector flags) of ``x`` of shape (rows, b, ...) against ``y``.
+
+    A stochastic defense is judged as deployed: it predicts ``draws`` times,
+    and an example counts as correct only when every draw is (the worst case
+    over repeated inference; Croce et al., ICML 2022).
+    """
     rows, b = x.shape[:2]
     flat = x.reshape((rows * b,) + x.shape[2:])
-    correct = (np.asarray(estimator.predict(flat)) == np.tile(y, rows)).reshape(rows, b)
+    correct = np.ones(rows * b, dtype=bool)
+    for _ in range(draws):
+        correct &= np.asarray(estimator.predict(flat)) == np.tile(y, rows)
+    correct = correct.reshape(rows, b)
     flagged = None
     if detector:
         flagged = np.asarray(estimator.detect(flat), dtype=bool).reshape(rows, b)
@@ -256,10 +248,10 @@ def _check_validity(spec, x, adv, epsilons):
             raise RuntimeError(f"attack {spec.key!r} at epsilon={eps}: {exc}") from None
 
 
-def _run_clean(estimator, xb, yb, detector, seed):
+def _run_clean(estimator, xb, yb, detector, seed, draws=1):
     start = time.perf_counter()
     with torch_seed(seed):
-        correct, flagged = _predict_rows(estimator, xb[None], yb, detector)
+        correct, flagged = _predict_rows(estimator, xb[None], yb, detector, draws)
     return {
         "correct": [encode_bits(correct[0])],
         "flagged": None if flagged is None else [encode_bits(flagged[0])],
@@ -267,7 +259,7 @@ def _run_clean(estimator, xb, yb, detector, seed):
     }
 
 
-def _run_attack(spec, estimator, xb, yb, epsilons, detector, seed):
+def _run_attack(spec, estimator, xb, yb, epsilons, detector, seed, draws=1):
     start = time.perf_counter()
     attack = copy.copy(spec.attack)
     if hasattr(attack, "get_params") and "random_state" in attack.get_params(deep=False):
@@ -278,7 +270,7 @@ def _run_attack(spec, estimator, xb, yb, epsilons, detector, seed):
         if adv.shape != expected:
             adv = adv.reshape(expected)
         _check_validity(spec, xb, adv, epsilons)
-        correct, flagged = _predict_rows(estimator, adv, yb, detector)
+        correct, flagged = _predict_rows(estimator, adv, yb, detector, draws)
     return {
         "correct": [encode_bits(row) for row in correct],
         "flagged": None if flagged is None else [encode_bits(row) for row in flagged],
@@ -323,8 +315,33 @@ def _weaker_than_single_step(rows, specs, epsilons):
     return notes
 
 
-def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_dir=None,
-             resume=False, random_state=0, confidence=0.95, verbose=0, metadata=None):
+def _certified_curve(estimator, X, y, epsilons, tags, robust, groups):
+    """Certified accuracy per epsilon, and certified examples that an attack broke."""
+    if tags.certified is None or not callable(getattr(estimator, "certified_radius", None)):
+        return None, []
+    radius = np.asarray(estimator.certified_radius(X), dtype=np.float64)
+    correct = np.asarray(estimator.predict(X)) == y
+    certified = np.stack([correct & (radius > eps) for eps in epsilons])
+    same_norm = [i for i, g in enumerate(groups) if g == tags.certified]
+    broken = 0
+    if same_norm:
+        attacked = robust[same_norm].all(axis=0)  # (eps, n): survived every attack
+        broken = int((certified & ~attacked).any(axis=0).sum())
+    warnings = []
+    if broken:
+        warnings.append(
+            f"{broken} examples certified robust were broken by an attack: the certificate, "
+            "the solver tolerance or the attack's projection is wrong"
+        )
+    curve = {"norm": tags.certified, "accuracy": certified.mean(axis=1).tolist(),
+             "median_radius": float(np.median(radius)) if len(radius) else 0.0,
+             "broken_by_attacks": broken}
+    return curve, warnings
+
+
+def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=None,
+             batch_size=256, out_dir=None, resume=False, random_state=0, confidence=0.95,
+             verbose=0, metadata=None, inference_draws=5):
     """Robust accuracy of a fitted estimator under several attacks and radii.
 
     Every attack runs on every example at every positive epsilon; the
@@ -359,15 +376,22 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
         Images in [0, 1] (or ``uint8``).
     y : array-like of shape (n,)
         True labels, among the estimator's ``classes_``.
-    attacks : list
+    attacks : list, optional
         Each a registered attack name (``"linf-pgd"``), a ``(name, params)``
         pair (``("linf-pgd", {"steps": 100})``) or an attack transformer
         instance (a white-box instance without a victim gets ``estimator``;
         a transfer attack must be fitted already). Attacks of the same name
-        are told apart by their parameters in the report.
+        are told apart by their parameters in the report. By default, the
+        adaptive ladder the estimator's tags and surfaces call for
+        (:func:`robustlearn.evaluation.adaptive_attacks`): APGD-CE, APGD-T,
+        Square, and BPDA, EOT, joint detector-aware and transfer attacks where
+        they apply. Named attacks that miss what the tags call for give a
+        WARN beside the headline.
     epsilons : sequence of float
         Radii (finite, >= 0), in the units of each attack's norm on [0, 1]
-        images; sorted and deduplicated.
+        images; sorted and deduplicated. Required.
+    norm : {"linf", "l2"}, default="linf"
+        Threat model of the default ladder (ignored when ``attacks`` is given).
     n : int, optional
         Evaluate on a stratified random subset of ``n`` examples (drawn with
         ``random_state``); default all.
@@ -394,6 +418,10 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
         1 shows a progress bar over the units of work.
     metadata : dict, optional
         Free-form context stored in the report (the CLI stores the dataset name).
+    inference_draws : int, default=5
+        For a defense tagged ``stochastic``: predictions per input, an example
+        counting as correct only when every draw is (the worst case over
+        repeated inference). Deterministic defenses predict once.
 
     Returns
     -------
@@ -418,8 +446,11 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
     wall_start = time.perf_counter()
     check_is_fitted(estimator)
     X, y = _check_data(estimator, X, y)
+    if epsilons is None:
+        raise ValueError("epsilons must be given: the radii to evaluate, e.g. [0, 0.1, 0.2]")
     epsilons = _check_epsilons(epsilons)
     batch_size = check_int(batch_size, "batch_size", low=1)
+    inference_draws = check_int(inference_draws, "inference_draws", low=1)
     confidence = check_float(confidence, "confidence", low=0, high=1, low_open=True,
                              high_open=True)
     verbose = check_int(verbose, "verbose", low=0)
@@ -429,7 +460,11 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
     seed = seed_from(random_state) if not isinstance(random_state, (int, np.integer)) \
         else int(random_state)
     tags = get_defense_tags(estimator)
+    chosen = attacks is None
+    if chosen:
+        attacks = adaptive_attacks(estimator, norm=norm, tags=tags)
     specs = _resolve_attacks(attacks, estimator, tags)
+    draws = inference_draws if tags.stochastic else 1
     notes = []
     if n is not None:
         X, y = _subset(X, y, check_int(n, "n", low=1), seed % (2**32), notes)
@@ -446,6 +481,7 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
         "batch_size": batch_size,
         "random_state": seed,
         "detector": detector,
+        "inference_draws": draws,
     }
     journal = EvaluationJournal(out_dir, config, resume) if out_dir is not None else None
 
@@ -471,10 +507,10 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
                     progress.set_postfix_str(f"{key}, batch {batch + 1}/{len(starts)}")
                     unit_seed = _unit_seed(seed, unit, batch)
                     if unit == 0:
-                        record = _run_clean(estimator, xb, yb, detector, unit_seed)
+                        record = _run_clean(estimator, xb, yb, detector, unit_seed, draws)
                     else:
                         record = _run_attack(specs[unit - 1], estimator, xb, yb, attack_eps,
-                                             detector, unit_seed)
+                                             detector, unit_seed, draws)
                     record = {"unit": key, "batch": batch, "start": lo, "stop": hi,
                               "seed": unit_seed, **record}
                     if journal is not None:
@@ -539,13 +575,14 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
             "for a headline number; read the intervals"
         )
     if tags.stochastic:
-        notes.append("the estimator is stochastic: gradient attacks need EOT (averaged "
-                     "gradients) and accuracy should be checked over repeated predictions")
-    if tags.iterative:
-        missing = _missing_adaptive_attacks(specs)
-        if missing:
-            notes.append("the estimator iterates at prediction time: add " + " and ".join(missing)
-                         + " before trusting these numbers")
+        notes.append(f"the estimator is stochastic: every accuracy is the worst case over "
+                     f"{draws} predictions per input")
+    if chosen:
+        notes.append("attacks chosen from the estimator's tags and surfaces: "
+                     + ", ".join(s.key for s in specs))
+    warnings = missing_adaptive_attacks(specs, estimator, tags)
+    certified, broken = _certified_curve(estimator, X, y, epsilons, tags, robust, groups)
+    warnings += broken
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     return RobustnessReport(
         estimator={**config["estimator"], "params": json_safe(params)},
@@ -564,4 +601,6 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
         n_batches_resumed=resumed,
         notes=notes,
         metadata=json_safe(dict(metadata or {})),
+        warnings=warnings,
+        certified=certified,
     )

@@ -70,8 +70,14 @@ class RobustnessReport:
     n_batches, n_batches_resumed : int
         Batches of examples, and how many of them were read back from the log.
     notes : list of str
-        Caveats the evaluation found (sample size, stochastic or iterative
-        defenses, non-monotone curves).
+        Caveats the evaluation found (sample size, non-monotone curves).
+    warnings : list of str
+        Adaptive attacks the defense's tags call for that did not run, and
+        broken certificates: shown as WARN beside the headline.
+    certified : dict or None
+        For a defense tagged ``certified``: its norm and certified accuracy
+        per epsilon (a lower bound, beside the attacks' upper bound), and how
+        many certified examples an attack broke (must be 0).
     metadata : dict
         Free-form context, e.g. the dataset name set by the CLI.
     """
@@ -92,6 +98,8 @@ class RobustnessReport:
     n_batches_resumed: int = 0
     notes: list = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+    certified: dict | None = None
 
     # ------------------------------------------------------------ accessors
     @property
@@ -190,6 +198,7 @@ class RobustnessReport:
             lines.append(
                 f"The detector flags {_percent(clean['detection_rate'])} % of clean inputs."
             )
+        lines += [f"**WARN**: {warning}." for warning in self.warnings]
         lines.append(
             "Accuracies in %. *Worst case*: per example, the minimum over the group's attacks "
             "and over every radius up to epsilon, averaged over examples."
@@ -201,6 +210,10 @@ class RobustnessReport:
             header = ["epsilon"] + [m["key"] for m in members] + [
                 "worst case", f"{pct} % interval"
             ]
+            certified = (self.certified if self.certified
+                         and self.certified.get("norm") == group else None)
+            if certified:
+                header.insert(len(members) + 3, "certified")
             if has_detector:
                 header += [f"flagged: {m['key']}" for m in members]
             lines += ["", f"### {group} attacks", "", "| " + " | ".join(header) + " |",
@@ -209,6 +222,8 @@ class RobustnessReport:
                 cells = [f"{eps:g}"] + [_percent(m["accuracy"][j]) for m in members]
                 cells += [f"**{_percent(worst['accuracy'][j])}**",
                           _interval(worst["ci_low"][j], worst["ci_high"][j])]
+                if certified:
+                    cells.append(_percent(certified["accuracy"][j]))
                 if has_detector:
                     cells += [_percent((m.get("detection_rate") or [None] * (j + 1))[j])
                               for m in members]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -9,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.device import resolve_device
 from robustlearn.seeding import seed_from, torch_seed
+from robustlearn.surfaces import Surface
 from robustlearn.training import FittedNetMixin, TensorBatchIterator
 from robustlearn.validation import (
     check_choice,
@@ -19,7 +22,7 @@ from robustlearn.validation import (
     check_random_state,
 )
 
-from .dynamics import iterate_to_fixed_point
+from .dynamics import iterate_to_fixed_point, straight_through
 from .network import AttractorNetwork
 from .objective import AttractorObjective, ReconstructionNet, train_in_phases
 from .params import check_attractor_params
@@ -178,6 +181,38 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
                 "training iterations, so there is no n_iter_ to report after fit"
             ),
         }
+
+    def purify_surfaces(self):
+        """Differentiable image-to-image maps of the purifier, for attacks on a ``Pipeline``.
+
+        ``"default"`` runs the dynamics with gradients through every pass
+        (``kind="exact"``); ``"bpda-identity"`` runs them forward and is the
+        identity backward (``kind="bpda"``). Both take and return tensors of
+        any per-sample shape with ``n_features_in_`` values.
+
+        Returns
+        -------
+        dict of str to :class:`robustlearn.Surface`
+        """
+        check_is_fitted(self)
+        return {
+            "default": Surface(partial(self._purify, backward="unrolled"), "exact",
+                               "attractor dynamics, differentiated through every pass"),
+            "bpda-identity": Surface(partial(self._purify, backward="identity"), "bpda",
+                                     "attractor dynamics forward, identity backward"),
+        }
+
+    def _purify(self, x, backward):
+        device = next(self.module_.parameters()).device
+        flat = x.reshape(x.shape[0], -1).to(device)
+        if backward == "identity":
+            with torch.no_grad():
+                final = iterate_to_fixed_point(self.module_.step, flat,
+                                               max_iter=int(self.max_iter), tol=float(self.tol)).x
+            return straight_through(final, flat).reshape(x.shape)
+        final = iterate_to_fixed_point(self.module_.step, flat, max_iter=int(self.max_iter),
+                                       tol=float(self.tol)).x
+        return final.reshape(x.shape)
 
     def transform(self, X):
         """Final iterates of the dynamics from each input, with the input's shape.

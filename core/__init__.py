@@ -10,6 +10,7 @@ from .attacks import make_attack
 from .defense import BaseDefense
 from .evaluation import evaluate
 from .hookspecs import hookimpl
+from .model_file import load, save
 from .registry import (
     list_attacks,
     list_datasets,
@@ -19,6 +20,7 @@ from .registry import (
     make_purifier,
 )
 from .tags import DefenseTags, get_defense_tags
+from .torch_classifier import TorchClassifier, load_pretrained, wrap
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,7 @@ def load_dataset(name, split="train", n=None, data_dir=None, random_state=None, 
 __all__ = [
     "BaseDefense",
     "DefenseTags",
+    "TorchClassifier",
     "__version__",
     "datasets",
     "evaluate",
@@ -43,9 +46,13 @@ __all__ = [
     "list_datasets",
     "list_defenses",
     "list_purifiers",
+    "load",
     "load_dataset",
+    "load_pretrained",
     "make_attack",
     "make_defense",
     "make_purifier",
     "metrics",
+    "save",
+    "wrap",
 ]

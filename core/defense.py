@@ -44,6 +44,7 @@ from skorch.callbacks import ProgressBar
 
 from .detection import calibrate_threshold, max_softmax_score
 from .device import resolve_device
+from .memory import activation_bytes_per_sample, batch_size_for_budget, memory_budget
 from .seeding import seed_from, torch_seed
 from .tags import DefenseTags
 from .training import DefenseNet, FittedNetMixin, TensorBatchIterator
@@ -365,8 +366,12 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
 
     def _batched(self, fn, X):
         """Apply a tensor function to a validated array in batches without gradients."""
-        batch = max(int(self.batch_size), 256)
         device = self.device_
+        # never more than half the free memory of the device (full test sets on small GPUs)
+        batch = batch_size_for_budget(
+            activation_bytes_per_sample(self.module_, self.input_shape_, device),
+            memory_budget(device), maximum=max(int(self.batch_size), 256),
+        )
         outputs = []
         with torch.no_grad():
             self.module_.eval()

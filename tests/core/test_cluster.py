@@ -1,0 +1,69 @@
+"""Scale-out on Dask: a grid search and an evaluation on a local two-worker cluster give the
+results of a sequential run."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.model_selection import GridSearchCV
+
+import robustlearn
+from robustlearn.cluster import dask_backend
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    """Two worker processes with one thread each, on loopback only."""
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as dask_client:
+            yield dask_client
+
+
+@pytest.fixture
+def one_torch_thread():
+    """The workers run one torch thread; so does the sequential reference (same float order)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.timeout(120)
+def test_grid_search_on_dask_equals_sequential(client, digits, one_torch_thread):
+    X, y, _, _ = digits
+    X, y = X[:300], y[:300]
+    estimator = robustlearn.make_defense("mlp", hidden_layer_sizes=(16,), max_epochs=4,
+                                         random_state=0, device="cpu")
+    grid = {"lr": [3e-3, 1e-2], "hidden_layer_sizes": [(16,), (32,)]}
+    sequential = GridSearchCV(estimator, grid, cv=2, n_jobs=1).fit(X, y)
+    with dask_backend(client):
+        on_dask = GridSearchCV(estimator, grid, cv=2, n_jobs=-1).fit(X, y)
+    np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
+                                  sequential.cv_results_["mean_test_score"])
+    assert sequential.best_score_ > 0.7
+    threads = client.run(torch.get_num_threads)
+    assert sorted(threads.values()) == [1, 1]
+
+
+@pytest.mark.timeout(120)
+def test_evaluate_on_dask_equals_sequential(client, fitted_mlp, digits, one_torch_thread):
+    _, _, X_test, y_test = digits
+    kwargs = dict(attacks=["fgsm", ("linf-pgd", {"steps": 5})], epsilons=[0, 0.05, 0.1],
+                  batch_size=40, random_state=0)
+    sequential = robustlearn.evaluate(fitted_mlp, X_test[:120], y_test[:120], **kwargs)
+    with dask_backend(client):
+        on_dask = robustlearn.evaluate(fitted_mlp, X_test[:120], y_test[:120], n_jobs=-1,
+                                       **kwargs)
+    assert on_dask.worst_case == sequential.worst_case
+    assert [a["accuracy"] for a in on_dask.attacks] == [a["accuracy"] for a in sequential.attacks]
+    assert sequential.worst_case["linf"]["accuracy"][-1] < sequential.clean["accuracy"]
+
+
+def test_evaluate_rejects_zero_jobs(fitted_mlp, digits):
+    _, _, X_test, y_test = digits
+    with pytest.raises(ValueError, match="n_jobs"):
+        robustlearn.evaluate(fitted_mlp, X_test[:10], y_test[:10], attacks=["fgsm"],
+                             epsilons=[0.1], n_jobs=0)

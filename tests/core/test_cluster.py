@@ -37,13 +37,13 @@ def test_grid_search_on_dask_equals_sequential(client, digits, one_torch_thread)
     X, y = X[:300], y[:300]
     estimator = robustlearn.make_defense("mlp", hidden_layer_sizes=(16,), max_epochs=4,
                                          random_state=0, device="cpu")
-    grid = {"lr": [3e-3, 1e-2], "hidden_layer_sizes": [(16,), (32,)]}
+    grid = {"lr": [1e-2, 3e-2]}
     sequential = GridSearchCV(estimator, grid, cv=2, n_jobs=1).fit(X, y)
     with dask_backend(client):
         on_dask = GridSearchCV(estimator, grid, cv=2, n_jobs=-1).fit(X, y)
     np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
                                   sequential.cv_results_["mean_test_score"])
-    assert sequential.best_score_ > 0.7
+    assert sequential.best_score_ > 0.5  # chance is 0.1
     threads = client.run(torch.get_num_threads)
     assert sorted(threads.values()) == [1, 1]
 
@@ -67,3 +67,18 @@ def test_evaluate_rejects_zero_jobs(fitted_mlp, digits):
     with pytest.raises(ValueError, match="n_jobs"):
         robustlearn.evaluate(fitted_mlp, X_test[:10], y_test[:10], attacks=["fgsm"],
                              epsilons=[0.1], n_jobs=0)
+
+
+@pytest.mark.timeout(120)
+def test_cli_evaluate_with_a_scheduler_equals_a_local_run(client, fitted_mlp, tmp_path):
+    from robustlearn import cli
+
+    model = robustlearn.save(fitted_mlp, tmp_path / "mlp.safetensors")
+    common = ["evaluate", "--model", str(model), "--n", "60", "--attack", "fgsm",
+              "--epsilons", "0,0.1", "--batch-size", "30"]
+    assert cli.main(common + ["--out", str(tmp_path / "local")]) == 0
+    assert cli.main(common + ["--out", str(tmp_path / "dask"),
+                              "--scheduler", client.scheduler.address]) == 0
+    local, on_dask = (robustlearn.evaluation.RobustnessReport.from_json(
+        (tmp_path / name / "report.json").read_text()) for name in ("local", "dask"))
+    assert on_dask.worst_case == local.worst_case

@@ -44,7 +44,7 @@ from skorch.callbacks import ProgressBar
 
 from .detection import calibrate_threshold, max_softmax_score
 from .device import resolve_device
-from .memory import activation_bytes_per_sample, batch_size_for_budget, memory_budget
+from .memory import inference_batch_size
 from .seeding import seed_from, torch_seed
 from .tags import DefenseTags
 from .training import DefenseNet, FittedNetMixin, TensorBatchIterator
@@ -368,10 +368,8 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         """Apply a tensor function to a validated array in batches without gradients."""
         device = self.device_
         # never more than half the free memory of the device (full test sets on small GPUs)
-        batch = batch_size_for_budget(
-            activation_bytes_per_sample(self.module_, self.input_shape_, device),
-            memory_budget(device), maximum=max(int(self.batch_size), 256),
-        )
+        batch = inference_batch_size(self.module_, self.input_shape_, device,
+                                     maximum=max(int(self.batch_size), 256))
         outputs = []
         with torch.no_grad():
             self.module_.eval()

@@ -50,8 +50,8 @@ def memory_budget(device="cpu", fraction=0.5) -> int:
 def activation_bytes_per_sample(module, input_shape, device=None) -> int:
     """Bytes one sample costs in a forward-and-backward pass through ``module``.
 
-    Counts the input and the output of every submodule for one sample (forward
-    hooks, no gradient), times :data:`BYTES_PER_ACTIVATION`. Parameters are
+    Counts the input and the output of every leaf submodule for one sample
+    (forward hooks, no gradient), times :data:`BYTES_PER_ACTIVATION`. Parameters are
     not counted: they do not grow with the batch.
     """
     if device is None:
@@ -62,7 +62,9 @@ def activation_bytes_per_sample(module, input_shape, device=None) -> int:
         if isinstance(output, torch.Tensor):
             counted.append(output.numel())
 
-    handles = [m.register_forward_hook(hook) for m in module.modules()]
+    # leaves only: a container's output is its last child's, already counted
+    leaves = [m for m in module.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_hook(hook) for m in leaves]
     was_training = module.training
     module.eval()
     try:
@@ -97,3 +99,16 @@ def batch_size_for_budget(bytes_per_sample, budget_bytes, *, minimum=1, maximum=
         raise ValueError(f"bytes_per_sample must be positive, got {bytes_per_sample!r}")
     size = max(int(minimum), int(budget_bytes // bytes_per_sample))
     return size if maximum is None else max(int(minimum), min(size, int(maximum)))
+
+
+def inference_batch_size(module, input_shape, device, maximum) -> int:
+    """``maximum``, lowered so that a batch takes at most half the free memory of ``device``.
+
+    The estimate is an optimisation: when a module cannot run on a zero image
+    (a network with data-dependent control flow, say), ``maximum`` is used.
+    """
+    try:
+        per_sample = activation_bytes_per_sample(module, input_shape, device)
+    except Exception:  # noqa: BLE001 - any module error only disables the cap
+        return int(maximum)
+    return batch_size_for_budget(per_sample, memory_budget(device), maximum=maximum)

@@ -82,3 +82,25 @@ def test_cli_evaluate_with_a_scheduler_equals_a_local_run(client, fitted_mlp, tm
     local, on_dask = (robustlearn.evaluation.RobustnessReport.from_json(
         (tmp_path / name / "report.json").read_text()) for name in ("local", "dask"))
     assert on_dask.worst_case == local.worst_case
+
+
+@pytest.mark.timeout(120)
+def test_a_run_on_dask_resumes_from_its_log(client, fitted_mlp, digits, tmp_path):
+    from robustlearn.evaluation.journal import JOURNAL_NAME
+
+    _, _, X_test, y_test = digits
+    kwargs = dict(attacks=["fgsm", ("linf-pgd", {"steps": 3})], epsilons=[0, 0.1],
+                  batch_size=30, random_state=0)
+    full = robustlearn.evaluate(fitted_mlp, X_test[:90], y_test[:90], **kwargs)
+    out = tmp_path / "run"
+    with dask_backend(client):
+        robustlearn.evaluate(fitted_mlp, X_test[:90], y_test[:90], out_dir=out, n_jobs=-1,
+                             **kwargs)
+        log = out / JOURNAL_NAME
+        lines = log.read_text().splitlines()
+        log.write_text("\n".join(lines[:5]) + "\n")  # the config line and 4 of 9 units
+        resumed = robustlearn.evaluate(fitted_mlp, X_test[:90], y_test[:90], out_dir=out,
+                                       resume=True, n_jobs=-1, **kwargs)
+    assert len(log.read_text().splitlines()) == len(lines)
+    assert resumed.worst_case == full.worst_case
+    assert [a["accuracy"] for a in resumed.attacks] == [a["accuracy"] for a in full.attacks]

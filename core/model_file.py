@@ -368,14 +368,24 @@ def load(path, device=None):
         raise ModelFileError(f"{path}: params and attributes must be objects")
     params = {k: _decode(v, tensors, f"params.{k}") for k, v in params.items()}
     attributes = {k: _decode(v, tensors, k) for k, v in attributes.items()}
-    estimator = entry.factory(**params)
+    written_by = (f"{header.get('distribution', '-')} {header.get('distribution_version', '-')}"
+                  f", installed here: {entry.distribution} {entry.version}")
+    try:
+        estimator = entry.factory(**params)
+    except TypeError as exc:
+        raise ModelFileError(f"{path}: the saved parameters do not fit the installed {kind} "
+                             f"{name!r} ({exc}; written by {written_by})") from None
     for key, value in attributes.items():
         if key.startswith("_") or not key.endswith("_") or key in ("net_", "module_"):
             raise ModelFileError(f"{path}: attribute {key!r} is not a fitted attribute")
         setattr(estimator, key, value)
     input_shape = tuple(getattr(estimator, "input_shape_", ()))
     classes = getattr(estimator, "classes_", None)
-    module = estimator._build_module(input_shape, None if classes is None else len(classes))
+    try:
+        module = estimator._build_module(input_shape, None if classes is None else len(classes))
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ModelFileError(f"{path}: the installed {kind} {name!r} cannot rebuild the saved "
+                             f"network ({exc}; written by {written_by})") from None
     state = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
     _load_state(module, state, path)
     if device is None:

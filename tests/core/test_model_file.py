@@ -169,3 +169,11 @@ def test_to_moves_a_fitted_estimator(fitted_mlp, digits):
         model.to("cuda")
         assert model.device_.type == "cuda"
         np.testing.assert_array_equal(model.predict(X_test), fitted_mlp.predict(X_test))
+
+
+def test_parameters_the_installed_class_does_not_take_are_refused(saved_mlp):
+    def extra(header):
+        header["params"]["no_such_param"] = 1
+    _rewrite(saved_mlp, edit_header=extra)
+    with pytest.raises(model_file.ModelFileError, match="do not fit the installed defense"):
+        robustlearn.load(saved_mlp)

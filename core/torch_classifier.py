@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .defense import BaseDefense
@@ -94,8 +95,10 @@ class TorchClassifier(BaseDefense):
         Fine-tuning epochs.
     lr : float, default=1e-4
         Fine-tuning learning rate (small: the module is already trained).
-    batch_size, optimizer, calibration_fraction, detect_tpr, device, random_state, verbose
-        See :class:`robustlearn.BaseDefense`.
+    **kwargs
+        The other parameters of :class:`robustlearn.BaseDefense` (``batch_size``,
+        ``optimizer``, ``calibration_fraction``, ``detect_tpr``, ``device``,
+        ``random_state``, ``verbose``).
 
     Attributes
     ----------
@@ -113,24 +116,21 @@ class TorchClassifier(BaseDefense):
         preprocessing=None,
         *,
         max_epochs=5,
-        batch_size=64,
         lr=1e-4,
-        optimizer="adam",
-        calibration_fraction=0.1,
-        detect_tpr=0.95,
-        device="auto",
-        random_state=None,
-        verbose=0,
+        **kwargs,
     ):
         self.module = module
         self.classes = classes
         self.input_shape = input_shape
         self.preprocessing = preprocessing
-        super().__init__(
-            max_epochs=max_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            calibration_fraction=calibration_fraction, detect_tpr=detect_tpr, device=device,
-            random_state=random_state, verbose=verbose,
-        )
+        super().__init__(max_epochs=max_epochs, lr=lr, **kwargs)
+
+    @classmethod
+    def _get_param_names(cls):
+        """Its own parameters and every shared one of :class:`BaseDefense` (passed as kwargs)."""
+        own = BaseEstimator._get_param_names.__func__(cls)
+        shared = BaseEstimator._get_param_names.__func__(BaseDefense)
+        return sorted(set(own) | set(shared))
 
     def _validate_params(self):
         super()._validate_params()

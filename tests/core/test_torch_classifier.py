@@ -8,7 +8,6 @@ import torch
 from sklearn.base import clone
 
 import robustlearn
-from robustlearn.plugins.baselines.networks import MLP
 
 #: (attack, params, epsilons): a gradient attack and a decision-based one
 ATTACKS = [
@@ -40,6 +39,13 @@ def linear_mlp(digits):
                                     random_state=0, device="cpu").fit(X, y)
 
 
+def _mlp_by_hand(fitted):
+    """The project's MLP network, built outside any estimator, with ``fitted``'s weights."""
+    net = robustlearn.make_defense("mlp", hidden_layer_sizes=(128,))._build_module((1, 8, 8), 10)
+    net.load_state_dict(fitted.module_.state_dict())
+    return net
+
+
 def _same_attack_results(built_in, wrapped, X, y):
     for name, params, epsilons in ATTACKS:
         runs = [robustlearn.make_attack(name, estimator=est, random_state=0, **params)
@@ -51,8 +57,7 @@ def _same_attack_results(built_in, wrapped, X, y):
 
 def test_a_project_network_built_by_hand_matches_the_built_in_defense(fitted_mlp, digits):
     _, _, X_test, y_test = digits
-    net = MLP(64, (128,), 10)
-    net.load_state_dict(fitted_mlp.module_.state_dict())
+    net = _mlp_by_hand(fitted_mlp)
     wrapped = robustlearn.wrap(net, classes=fitted_mlp.classes_, input_shape=(1, 8, 8))
     np.testing.assert_array_equal(wrapped.predict_proba(X_test),
                                   fitted_mlp.predict_proba(X_test))
@@ -77,8 +82,7 @@ def test_a_user_model_with_input_normalisation_matches_the_built_in_defense(line
 
 def test_wrapped_models_evaluate_and_detect(fitted_mlp, digits):
     X, _, X_test, y_test = digits
-    net = MLP(64, (128,), 10)
-    net.load_state_dict(fitted_mlp.module_.state_dict())
+    net = _mlp_by_hand(fitted_mlp)
     plain = robustlearn.wrap(net, input_shape=(1, 8, 8))
     assert not robustlearn.get_defense_tags(plain).has_detector
     assert not plain.detect(X_test).any()
@@ -91,6 +95,16 @@ def test_wrapped_models_evaluate_and_detect(fitted_mlp, digits):
     assert report.clean["detection_rate"] is not None
     restored = pickle.loads(pickle.dumps(calibrated))
     np.testing.assert_array_equal(restored.predict(X_test), calibrated.predict(X_test))
+
+
+def test_parameters_round_trip_through_clone():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    clf = robustlearn.TorchClassifier(net, input_shape=(1, 8, 8), batch_size=32, lr=0.1)
+    params = clf.get_params()
+    assert params["batch_size"] == 32 and params["lr"] == 0.1 and params["max_epochs"] == 5
+    assert {"module", "classes", "input_shape", "preprocessing", "device"} <= set(params)
+    copy = clone(clf)
+    assert copy.batch_size == 32 and copy.module is not net
 
 
 def test_fit_fine_tunes_a_copy(digits):

@@ -10,6 +10,7 @@ from .attacks import make_attack
 from .defense import BaseDefense
 from .evaluation import evaluate
 from .hookspecs import hookimpl
+from .model_file import load, save
 from .registry import (
     list_attacks,
     list_datasets,
@@ -20,6 +21,7 @@ from .registry import (
 )
 from .surfaces import Surface
 from .tags import DefenseTags, get_defense_tags
+from .torch_classifier import TorchClassifier, load_pretrained, wrap
 
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ __all__ = [
     "BaseDefense",
     "DefenseTags",
     "Surface",
+    "TorchClassifier",
     "__version__",
     "datasets",
     "evaluate",
@@ -45,9 +48,13 @@ __all__ = [
     "list_datasets",
     "list_defenses",
     "list_purifiers",
+    "load",
     "load_dataset",
+    "load_pretrained",
     "make_attack",
     "make_defense",
     "make_purifier",
     "metrics",
+    "save",
+    "wrap",
 ]

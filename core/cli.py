@@ -4,12 +4,15 @@ Subcommands
 -----------
 ``robustlearn plugins``
     List every registered defense, attack, purifier and dataset, and broken plugins.
-``robustlearn fit --defense NAME --dataset NAME [--set key=value ...] --out model.joblib``
-    Train a defense and save it with joblib.
+``robustlearn fit --defense NAME --dataset NAME [--set key=value ...] --out model.safetensors``
+    Train a defense and save it as a safe model file (``.joblib``/``.pkl``: pickle).
 ``robustlearn evaluate --defense NAME | --model FILE --dataset NAME --attack NAME ... --out DIR``
     Evaluate a defense under attacks; write report.json, report.md and robustness.png.
+    ``--scheduler tcp://HOST:PORT`` runs the units of work on a Dask cluster.
 ``robustlearn baselines [--dataset digits] [--out robustlearn-baselines]``
     Train the baseline defenses, evaluate them under FGSM and PGD, print the table, write the plot.
+``robustlearn doctor``
+    Print versions, devices, threads and the installed plugins (broken ones with their error).
 
 Each subcommand's help comes from the docstring of the function that runs it.
 """
@@ -84,8 +87,58 @@ def _atomic_dump(obj, out: Path) -> None:
         raise
 
 
+#: Suffixes of model files written and read with pickle (joblib); any other is the safe format.
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
+
+
+def save_model(estimator, out: Path) -> None:
+    """Write a fitted model: pickle for ``.joblib``/``.pkl``, else a safe model file."""
+    if Path(out).suffix in PICKLE_SUFFIXES:
+        _atomic_dump(estimator, Path(out))
+    else:
+        from .model_file import save
+
+        save(estimator, out)
+
+
+def load_model(path):
+    """Read a fitted model written by :func:`save_model` (pickle only for pickle suffixes)."""
+    if Path(path).suffix in PICKLE_SUFFIXES:
+        import joblib
+
+        return joblib.load(path)
+    from .model_file import load
+
+    return load(path)
+
+
+def cmd_doctor(args) -> int:
+    """Print versions, devices, threads and the installed plugins (broken ones with their error)."""
+    from .doctor import report
+
+    print(report())
+    return 0
+
+
+def _scheduler(args):
+    """The Dask backend for ``--scheduler``, or a context that changes nothing."""
+    import contextlib
+
+    if not getattr(args, "scheduler", None):
+        return contextlib.nullcontext()
+    from .cluster import dask_backend
+
+    return dask_backend(args.scheduler)
+
+
 def cmd_fit(args) -> int:
-    """Train a registered defense on a dataset's training split and save it with joblib."""
+    """Train a registered defense on a dataset's training split and save it.
+
+    ``--out`` ending in ``.joblib`` or ``.pkl`` is written with pickle; any
+    other name (``model.safetensors``) as a safe model file that
+    ``robustlearn.load`` and ``evaluate --model`` read without running code
+    from the file.
+    """
     from .datasets import load
 
     params = parse_assignments(args.set)
@@ -99,7 +152,7 @@ def cmd_fit(args) -> int:
     seconds = time.perf_counter() - start
     X_test, y_test = load(args.dataset, "test", data_dir=args.data_dir)
     accuracy = estimator.score(X_test, y_test)
-    _atomic_dump(estimator, Path(args.out))
+    save_model(estimator, Path(args.out))
     print(f"{args.defense} on {args.dataset}: test accuracy {accuracy:.4f} "
           f"({len(X)} training samples, {seconds:.1f} s); saved to {args.out}")
     return 0
@@ -196,7 +249,7 @@ def cmd_evaluate(args) -> int:
     if args.model:
         if args.set:
             raise ValueError("--set configures --defense; a --model is used as saved")
-        estimator = joblib.load(args.model)
+        estimator = load_model(args.model)
         source = args.model
     elif args.defense and args.resume and saved.exists():
         estimator = joblib.load(saved)
@@ -219,11 +272,14 @@ def cmd_evaluate(args) -> int:
         raise ValueError("give --defense NAME (train it) or --model FILE (a fitted model)")
     X_test, y_test = load(args.dataset, "test", n=args.n, data_dir=args.data_dir,
                           random_state=args.seed)
-    report = evaluate(
-        estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
-        batch_size=args.batch_size, out_dir=out, resume=args.resume, random_state=args.seed,
-        verbose=args.verbose, metadata={"dataset": args.dataset, "model": source},
-    )
+    with _scheduler(args):
+        report = evaluate(
+            estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
+            batch_size=args.batch_size, out_dir=out, resume=args.resume,
+            random_state=args.seed, verbose=args.verbose,
+            metadata={"dataset": args.dataset, "model": source},
+            n_jobs=-1 if args.scheduler else None,
+        )
     markdown = report.to_markdown()
     _atomic_write_files({
         "report.json": report.to_json().encode() + b"\n",
@@ -287,11 +343,13 @@ def cmd_baselines(args) -> int:
         start = time.perf_counter()
         estimator.fit(X, y)
         fit_seconds[name] = time.perf_counter() - start
-        reports[name] = evaluate(
-            estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
-            random_state=args.seed, verbose=args.verbose,
-            metadata={"dataset": args.dataset, "defense": name},
-        )
+        with _scheduler(args):
+            reports[name] = evaluate(
+                estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
+                random_state=args.seed, verbose=args.verbose,
+                metadata={"dataset": args.dataset, "defense": name},
+                n_jobs=-1 if args.scheduler else None,
+            )
     table = baselines_table(reports, fit_seconds)
     out = Path(args.out)
     contents = {
@@ -326,18 +384,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plugins", help=_first_paragraph(cmd_plugins))
     p.set_defaults(func=cmd_plugins)
 
-    p = sub.add_parser("fit", help=_first_paragraph(cmd_fit))
+    p = sub.add_parser("doctor", help=_first_paragraph(cmd_doctor))
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("fit", help=_first_paragraph(cmd_fit), description=cmd_fit.__doc__)
     p.add_argument("--defense", required=True, help="registered defense name")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="defense parameter, repeatable")
-    p.add_argument("--out", required=True, help="where to write the fitted model (.joblib)")
+    p.add_argument("--out", required=True,
+                   help="where to write the fitted model (.safetensors; .joblib for pickle)")
     _add_data_arguments(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help=_first_paragraph(cmd_evaluate),
                        description=cmd_evaluate.__doc__)
     p.add_argument("--defense", help="registered defense to train")
-    p.add_argument("--model", help="fitted model saved with joblib (instead of --defense)")
+    p.add_argument("--model", help="fitted model file written by fit or robustlearn.save "
+                   "(instead of --defense; .joblib/.pkl files are unpickled)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="defense parameter, repeatable")
     p.add_argument("--attack", action="append", metavar="NAME[:KEY=VALUE,...]",
@@ -358,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stratified training subset for --defense (default all)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--verbose", type=int, default=0, help="1 shows progress bars")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the units of work on this Dask scheduler (needs the dask extra)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baselines", help=_first_paragraph(cmd_baselines),
@@ -371,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated evaluation radii (default 0,0.05,0.1,0.2,0.3)")
     p.add_argument("--out", default="robustlearn-baselines",
                    help="folder for the reports and the plot (default robustlearn-baselines)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                   help="run the evaluations' units of work on this Dask scheduler")
     _add_data_arguments(p)
     p.set_defaults(func=cmd_baselines)
     return parser

@@ -53,6 +53,7 @@ from skorch.callbacks import ProgressBar
 from .certification import margin_radius
 from .detection import calibrate_threshold, max_softmax_score
 from .device import resolve_device
+from .memory import inference_batch_size
 from .seeding import seed_from, torch_seed
 from .surfaces import Surface
 from .tags import DefenseTags
@@ -494,8 +495,10 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
 
     def _batched(self, fn, X):
         """Apply a tensor function to a validated array in batches without gradients."""
-        batch = max(int(self.batch_size), 256)
         device = self.device_
+        # never more than half the free memory of the device (full test sets on small GPUs)
+        batch = inference_batch_size(self.module_, self.input_shape_, device,
+                                     maximum=max(int(self.batch_size), 256))
         outputs = []
         with torch.no_grad():
             self.module_.eval()

@@ -84,7 +84,9 @@ class FittedNetMixin:
 
     ``module_`` is an alias of ``net_.module_``: it is left out of the pickle
     (skorch pickles the module, mapping CUDA tensors to the CPU when loaded on a
-    machine without CUDA) and restored, in eval mode, on load.
+    machine without CUDA) and restored, in eval mode, on load. An estimator
+    without ``net_`` (loaded from a safe model file, or wrapping a user's
+    module) pickles ``module_`` itself.
     """
 
     def __sklearn_is_fitted__(self):
@@ -92,8 +94,38 @@ class FittedNetMixin:
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.pop("module_", None)
+        if "net_" in state:
+            state.pop("module_", None)
         return state
+
+    def to(self, device):
+        """Move the fitted network to ``device`` and make it the ``device`` parameter.
+
+        The PyTorch idiom, for a fitted estimator: ``clf.to("cuda")`` after
+        fitting on the CPU, or ``clf.to("cpu")`` before sharing a model fitted
+        on a GPU. ``set_params(device=...)`` alone, as in scikit-learn and
+        skorch, only chooses the device of the next ``fit``.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"``.
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.utils.validation import check_is_fitted
+
+        from .device import resolve_device
+
+        check_is_fitted(self)
+        target = resolve_device(device)
+        self.module_.to(target)
+        if "net_" in self.__dict__:
+            self.net_.device = str(target)
+        self.device = str(target) if device != "auto" else device
+        return self
 
     def __setstate__(self, state):
         self.__dict__.update(state)

@@ -278,6 +278,31 @@ def _run_attack(spec, estimator, xb, yb, epsilons, detector, seed, draws=1):
     }
 
 
+def _run_unit(specs, estimator, xb, yb, unit, epsilons, detector, seed, draws=1):
+    """One unit of work: the clean pass (``unit`` 0) or attack ``unit`` on one batch."""
+    if unit == 0:
+        return _run_clean(estimator, xb, yb, detector, seed, draws)
+    return _run_attack(specs[unit - 1], estimator, xb, yb, epsilons, detector, seed, draws)
+
+
+def _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size, epsilons,
+                    detector, seed, draws=1):
+    """Records of the units ``todo`` computed by joblib workers, yielded in the order of ``todo``.
+
+    Each unit has its own seed, so the records equal those of a sequential run;
+    under ``joblib.parallel_backend("dask")`` the workers are a Dask cluster's.
+    """
+    from joblib import Parallel, delayed
+
+    def task(batch, unit):
+        lo = starts[batch]
+        xb, yb = X[lo:lo + batch_size], y[lo:lo + batch_size]
+        return delayed(_run_unit)(specs, estimator, xb, yb, unit, epsilons, detector,
+                                  _unit_seed(seed, unit, batch), draws)
+
+    return iter(Parallel(n_jobs=n_jobs, return_as="generator")(task(b, u) for b, u in todo))
+
+
 def _curve(correct_rows, confidence):
     n_correct = correct_rows.sum(axis=-1)
     n = correct_rows.shape[-1]
@@ -341,7 +366,7 @@ def _certified_curve(estimator, X, y, epsilons, tags, robust, groups):
 
 def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=None,
              batch_size=256, out_dir=None, resume=False, random_state=0, confidence=0.95,
-             verbose=0, metadata=None, inference_draws=5):
+             verbose=0, metadata=None, inference_draws=5, n_jobs=None):
     """Robust accuracy of a fitted estimator under several attacks and radii.
 
     Every attack runs on every example at every positive epsilon; the
@@ -422,6 +447,12 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
         For a defense tagged ``stochastic``: predictions per input, an example
         counting as correct only when every draw is (the worst case over
         repeated inference). Deterministic defenses predict once.
+    n_jobs : int or None, default=None
+        Units of work (attack x batch) run by this many joblib workers; None
+        and 1 run them here, one after another. The report is the same either
+        way (every unit has its own seed). Inside
+        ``with joblib.parallel_backend("dask"):`` the units run on a Dask
+        cluster (see :mod:`robustlearn.cluster`).
 
     Returns
     -------
@@ -454,6 +485,8 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
     confidence = check_float(confidence, "confidence", low=0, high=1, low_open=True,
                              high_open=True)
     verbose = check_int(verbose, "verbose", low=0)
+    if n_jobs is not None and check_int(n_jobs, "n_jobs") == 0:
+        raise ValueError("n_jobs must be a positive int, -1 (all cores) or None, got 0")
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir, the folder of the log to continue")
     check_random_state(random_state)
@@ -492,6 +525,12 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
     adv_flagged = np.zeros_like(adv_correct)
     seconds = np.zeros(len(specs) + 1)
     resumed = 0
+    parallel = n_jobs is not None and n_jobs != 1
+    todo = [(batch, unit) for batch in range(len(starts)) for unit in range(len(specs) + 1)
+            if journal is None or journal.get("clean" if unit == 0 else specs[unit - 1].key,
+                                              batch) is None] if parallel else []
+    pending = _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size,
+                              attack_eps, detector, seed, draws) if todo else None
     progress = tqdm(total=len(starts) * (len(specs) + 1), desc="evaluate", unit="unit",
                     disable=not verbose, leave=False)
     try:
@@ -506,7 +545,9 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
                     batch_resumed = False
                     progress.set_postfix_str(f"{key}, batch {batch + 1}/{len(starts)}")
                     unit_seed = _unit_seed(seed, unit, batch)
-                    if unit == 0:
+                    if pending is not None:
+                        record = next(pending)
+                    elif unit == 0:
                         record = _run_clean(estimator, xb, yb, detector, unit_seed, draws)
                     else:
                         record = _run_attack(specs[unit - 1], estimator, xb, yb, attack_eps,

@@ -132,6 +132,13 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         check_random_state(self.random_state)
         check_int(self.verbose, "verbose", low=0)
 
+    def _build_module(self, input_shape, n_classes=None):
+        """The autoencoder for images of ``input_shape`` (no classification head is used)."""
+        return AttractorNetwork(
+            int(np.prod(input_shape)), tuple(self.encoder_layers), tuple(self.decoder_layers),
+            n_classes=1, activation=self.activation, output_activation=self.output_activation,
+        )
+
     def fit(self, X, y=None):
         """Train the autoencoder on images ``X`` (``y`` is ignored).
 
@@ -148,11 +155,7 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         )
         seed = seed_from(self.random_state)
         with torch_seed(seed):
-            module = AttractorNetwork(
-                self.n_features_in_, tuple(self.encoder_layers), tuple(self.decoder_layers),
-                n_classes=1, activation=self.activation,
-                output_activation=self.output_activation,
-            )
+            module = self._build_module(self.input_shape_)
             self.net_ = ReconstructionNet(
                 module=module, criterion=torch.nn.MSELoss,
                 optimizer=_OPTIMIZERS[self.optimizer], lr=self.lr,

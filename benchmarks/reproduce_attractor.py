@@ -37,6 +37,7 @@ from robustlearn.attacks.detector_aware import detector_aware_pgd
 from robustlearn.attacks.gradient import projected_gradient_descent
 from robustlearn.attacks.square import square_attack
 from robustlearn.plugins.attractor import AttractorClassifier
+from robustlearn.plugins.attractor.params import DOCUMENTED_CONFIGURATION as DOC
 
 PAPER = {
     "clean": 88.73, "fgsm_high": 87.13,
@@ -53,11 +54,13 @@ def model_params(args, method, calibration_fraction=0.0):
     afterwards on other, never-seen training digits (see ``main``).
     """
     return dict(
-        activation="elu", batch_size=args.batch_size, lr=args.lr, max_epochs=args.pretrain_epochs,
+        activation=DOC["activation"], output_activation=DOC["output_activation"],
+        power_iterations=DOC["power_iterations"], batch_size=args.batch_size, lr=args.lr,
+        max_epochs=args.pretrain_epochs,
         finetune_epochs=args.finetune_epochs, lambda_cls=1.0,
         lambda_eig=0.0 if method is None else args.lambda_eig,
         eigen_method=method or "power", eigen_margin=args.eigen_margin,
-        eigen_batch_size=args.eigen_batch_size, max_iter=args.max_iter, tol=1e-4,
+        eigen_batch_size=args.eigen_batch_size, max_iter=args.max_iter, tol=DOC["tol"],
         attractor_check_size=args.attractor_check_size, attractor_residual_tol=0.2,
         calibration_fraction=calibration_fraction, device="cpu", random_state=args.seed,
     )
@@ -359,7 +362,8 @@ def scale(args, log):
     return result
 
 
-def main(argv=None):
+def build_parser():
+    """The command line; model defaults come from ``DOCUMENTED_CONFIGURATION``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--n-train", type=int, default=1000)
@@ -381,14 +385,14 @@ def main(argv=None):
     parser.add_argument("--train-only", action="store_true",
                         help="fit (and keep, with --models-dir) the models, evaluate nothing")
     parser.add_argument("--models", nargs="+", default=["baseline", "power", "exact"])
-    parser.add_argument("--pretrain-epochs", type=int, default=40)
-    parser.add_argument("--finetune-epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lambda-eig", type=float, default=1.0)
-    parser.add_argument("--eigen-margin", type=float, default=0.5)
-    parser.add_argument("--eigen-batch-size", type=int, default=16)
-    parser.add_argument("--max-iter", type=int, default=5)
+    parser.add_argument("--pretrain-epochs", type=int, default=DOC["max_epochs"])
+    parser.add_argument("--finetune-epochs", type=int, default=DOC["finetune_epochs"])
+    parser.add_argument("--batch-size", type=int, default=DOC["batch_size"])
+    parser.add_argument("--lr", type=float, default=DOC["lr"])
+    parser.add_argument("--lambda-eig", type=float, default=DOC["lambda_eig"])
+    parser.add_argument("--eigen-margin", type=float, default=DOC["eigen_margin"])
+    parser.add_argument("--eigen-batch-size", type=int, default=DOC["eigen_batch_size"])
+    parser.add_argument("--max-iter", type=int, default=DOC["max_iter"])
     parser.add_argument("--k-sweep", type=int, nargs="+", default=[1, 2, 5, 10, 50],
                         help="also report clean accuracy and AUROC at these pass limits")
     parser.add_argument("--attractor-check-size", type=int, default=200)
@@ -399,7 +403,11 @@ def main(argv=None):
     parser.add_argument("--from-json", default=None, metavar="PATH",
                         help="re-render the table and plot of an earlier run from its JSON "
                              "(give the same --eps/--pgd-steps/... it ran with); trains nothing")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:

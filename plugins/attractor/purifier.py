@@ -41,19 +41,23 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
     Alipour & SeyyedSalehi, arXiv 2406.10579 (2024); the purification view is
     that of MagNet's reformer (Meng & Chen, CCS 2017).
 
+    The defaults are the attractor classifier's documented configuration
+    (``params.DOCUMENTED_CONFIGURATION``: ``power`` L_eigen, 40 + 20 epochs,
+    at most 5 passes).
+
     Parameters
     ----------
     encoder_layers, decoder_layers, activation, output_activation
         Architecture; see :class:`AttractorClassifier`.
     lambda_eig, eigen_method, eigen_margin, eigen_batch_size, power_iterations, n_probes
         L_eigen settings; see :class:`AttractorClassifier`.
-    finetune_epochs : int, default=50
+    finetune_epochs : int, default=20
         Epochs with L_eigen after ``max_epochs`` epochs of reconstruction only.
-    max_iter : int, default=50
+    max_iter : int, default=5
     tol : float, default=1e-4
         Stopping rule of the iterations.
-    max_epochs : int, default=100
-    batch_size : int, default=100
+    max_epochs : int, default=40
+    batch_size : int, default=32
     lr : float, default=1e-3
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
     device : str or torch.device, default="auto"
@@ -80,18 +84,18 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         decoder_layers=(300, 500),
         activation="elu",
         output_activation="sigmoid",
-        lambda_eig=0.1,
-        eigen_method="exact",
-        eigen_margin=0.9,
+        lambda_eig=1.0,
+        eigen_method="power",
+        eigen_margin=0.5,
         eigen_batch_size=16,
         power_iterations=5,
         n_probes=4,
-        finetune_epochs=50,
-        max_iter=50,
+        finetune_epochs=20,
+        max_iter=5,
         tol=1e-4,
         *,
-        max_epochs=100,
-        batch_size=100,
+        max_epochs=40,
+        batch_size=32,
         lr=1e-3,
         optimizer="adam",
         device="auto",

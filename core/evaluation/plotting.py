@@ -1,4 +1,4 @@
-"""Plots of robustness reports (matplotlib, the ``plot`` extra)."""
+"""Plots of robustness reports (matplotlib)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ def _figure(n_axes: int):
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "plotting a robustness report needs matplotlib: pip install 'robustlearn[plot]'"
+            "plotting a robustness report needs matplotlib (a dependency of robustlearn): "
+            "pip install matplotlib"
         ) from exc
     # A bare Figure needs no pyplot backend, so plotting works headless and in threads.
     fig = Figure(figsize=(5.0 * n_axes, 4.0), layout="constrained")

@@ -179,6 +179,16 @@ def _resolve_attacks(attacks, estimator, tags):
     return specs
 
 
+def check_attacks(attacks, estimator):
+    """Validate attack specs for ``estimator`` without running them (before training it).
+
+    Raises the ``ValueError``/``TypeError`` that :func:`evaluate` would raise for
+    an unknown attack, an unknown or bad parameter, or a parameter that
+    ``evaluate`` sets itself (``epsilon``). ``estimator`` may be unfitted.
+    """
+    _resolve_attacks(attacks, estimator, get_defense_tags(estimator))
+
+
 def _check_epsilons(epsilons):
     if isinstance(epsilons, (str, bytes)) or not hasattr(epsilons, "__iter__"):
         raise TypeError(f"epsilons must be a sequence of floats, got {epsilons!r}")

@@ -46,7 +46,7 @@ from .detection import calibrate_threshold, max_softmax_score
 from .device import resolve_device
 from .seeding import seed_from, torch_seed
 from .tags import DefenseTags
-from .training import DefenseNet, FittedNetMixin, TensorBatchIterator
+from .training import DefenseNet, EpochProgress, FittedNetMixin, TensorBatchIterator
 from .validation import (
     check_choice,
     check_device,
@@ -96,7 +96,9 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         Seeds weight initialisation, shuffling and any randomness of training;
         with an int, fitting on CPU is bitwise reproducible.
     verbose : int, default=0
-        0 is silent; 1 prints a per-epoch table and a progress bar.
+        0 is silent; 1 shows one progress bar over the epochs (when stderr is a
+        terminal) and logs the start and end of training to the ``robustlearn``
+        logger; 2 also prints skorch's per-epoch table and per-batch bars.
 
     Attributes
     ----------
@@ -242,7 +244,13 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         return X_train, y_train, X_cal
 
     def _make_net(self, module, device):
-        callbacks = [("progress", ProgressBar())] if self.verbose else []
+        # verbose=1: one bar over the epochs (on a terminal) and a log line; verbose=2 adds
+        # skorch's per-epoch table and per-batch bars
+        callbacks = []
+        if self.verbose:
+            callbacks.append(("epochs", EpochProgress(f"fit {type(self).__name__}")))
+        if self.verbose >= 2:
+            callbacks.append(("progress", ProgressBar()))
         return DefenseNet(
             module=module,
             criterion=torch.nn.CrossEntropyLoss,
@@ -257,7 +265,7 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
             callbacks=callbacks,
             classes=np.arange(len(self.classes_)),
             device=str(device),
-            verbose=self.verbose,
+            verbose=int(self.verbose >= 2),
             training_objective=self._training_loss,
         )
 

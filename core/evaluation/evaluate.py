@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
+import sys
 import time
 
 import numpy as np
@@ -26,6 +28,8 @@ from .journal import EvaluationJournal, decode_bits, encode_bits
 from .provenance import array_fingerprint, estimator_fingerprint, json_safe, library_versions
 from .report import RobustnessReport
 from .worst_case import attack_group, robust_correct, worst_case_correct
+
+log = logging.getLogger(__name__)
 
 #: Audit check A4 (docs/reports.md): fewer examples than this make a headline number too uncertain.
 MIN_HEADLINE_EXAMPLES = 1000
@@ -466,8 +470,13 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
     adv_flagged = np.zeros_like(adv_correct)
     seconds = np.zeros(len(specs) + 1)
     resumed = 0
-    progress = tqdm(total=len(starts) * (len(specs) + 1), desc="evaluate", unit="unit",
-                    disable=not verbose, leave=False)
+    # one bar per evaluation, on a terminal only (a log file or a pipe gets the log lines)
+    label = (metadata or {}).get("defense") or type(estimator).__name__
+    log.info("evaluate %s: %d examples, %s at epsilon %s", label, n_examples,
+             ", ".join(s.key for s in specs), ", ".join(f"{e:g}" for e in epsilons))
+    progress = tqdm(total=len(starts) * (len(specs) + 1), desc=f"evaluate {label}",
+                    unit="unit", disable=not verbose or not sys.stderr.isatty(), leave=False,
+                    dynamic_ncols=True)
     try:
         for batch, lo in enumerate(starts):
             hi = min(lo + batch_size, n_examples)
@@ -506,6 +515,7 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
     finally:
         progress.close()
 
+    log.info("evaluate %s: done in %.1f s", label, time.perf_counter() - wall_start)
     # Radius 0 is the clean input for every attack.
     positive = np.array([e > 0 for e in epsilons])
     full_correct = np.repeat(clean_correct[None, None, :], len(epsilons), axis=1)

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.device import resolve_device
 from robustlearn.seeding import seed_from, torch_seed
-from robustlearn.training import FittedNetMixin, TensorBatchIterator
+from robustlearn.training import EpochProgress, FittedNetMixin, TensorBatchIterator
 from robustlearn.validation import (
     check_choice,
     check_device,
@@ -63,6 +63,8 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
     device : str or torch.device, default="auto"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
+        As for :class:`robustlearn.BaseDefense`: 1 shows a progress bar over the
+        epochs, 2 also skorch's per-epoch table.
 
     Attributes
     ----------
@@ -160,7 +162,9 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
                 max_epochs=self.max_epochs, batch_size=self.batch_size, train_split=None,
                 iterator_train=TensorBatchIterator, iterator_train__shuffle=True,
                 iterator_valid=TensorBatchIterator,
-                device=str(resolve_device(self.device)), verbose=self.verbose,
+                device=str(resolve_device(self.device)), verbose=int(self.verbose >= 2),
+                callbacks=[("epochs", EpochProgress(f"fit {type(self).__name__}"))]
+                if self.verbose else [],
                 training_objective=objective,
             )
             self.net_.initialize()

@@ -169,9 +169,10 @@ def test_images_in_0_255_warn_in_fit_predict_and_predict_proba(fitted_mlp, digit
     from robustlearn.validation import ImageRangeWarning
 
     X, y, X_test, _ = digits
+    fresh = robustlearn.make_defense("mlp", max_epochs=1)
     for method, args in ((fitted_mlp.predict, (255 * X_test,)),
                          (fitted_mlp.predict_proba, (255 * X_test,)),
-                         (robustlearn.make_defense("mlp", max_epochs=1).fit, (255 * X[:50], y[:50]))):
+                         (fresh.fit, (255 * X[:50], y[:50]))):
         with pytest.warns(ImageRangeWarning, match=r"\[0, 1\].*divide by 255"):
             method(*args)
     with warnings.catch_warnings():  # images in [0, 1] and uint8 images do not warn

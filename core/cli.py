@@ -621,15 +621,31 @@ class _OneLineFormatter(logging.Formatter):
         return f"robustlearn: {record.getMessage()}"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (it may be replaced)."""
+
+    _robustlearn_cli = True
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _configure(args) -> None:
     """Logging to stderr at the chosen verbosity, torch threads."""
     level = logging.WARNING if args.verbosity <= 0 else (
         logging.INFO if args.verbosity == 1 else logging.DEBUG)
     logger = logging.getLogger("robustlearn")
     if not any(getattr(h, "_robustlearn_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(_OneLineFormatter())
-        handler._robustlearn_cli = True
         logger.addHandler(handler)
         logger.propagate = False
     logger.setLevel(level)

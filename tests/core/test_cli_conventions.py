@@ -37,7 +37,8 @@ def _a_file(tmp_path):
 
 CASES = [
     (["baselines", "--attack", "linf-pgd:steps=0"], "steps must be >= 1"),
-    (["baselines", "--attack", "linf-pgd:stepz=3"], "has no parameter 'stepz'; did you mean 'steps'"),
+    (["baselines", "--attack", "linf-pgd:stepz=3"],
+     "has no parameter 'stepz'; did you mean 'steps'"),
     (["baselines", "--attack", "fgsm:epsilon=0.1"], "epsilon is set by evaluate"),
     (["baselines", "--attack", "fsgm"], "Did you mean 'fgsm'"),
     (["baselines", "--test-n", "0"], "--test-n must be a positive integer"),

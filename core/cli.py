@@ -32,7 +32,21 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import __version__, registry
+from . import __version__
+
+
+def __getattr__(name):
+    # ``robustlearn.cli.registry``, imported on first use: pluggy and the entry-point
+    # machinery are not needed for ``--help``
+    if name == "registry":
+        from . import registry
+
+        return registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _registry():
+    return sys.modules[__name__].registry
 
 log = logging.getLogger("robustlearn.cli")
 
@@ -110,10 +124,10 @@ def _check_writable(path: Path, option: str, *, is_dir: bool) -> None:
 
 def _make_estimator(name: str, params: dict):
     """Make defense ``name`` with ``params`` and check them, before any data is loaded."""
-    default = registry.make_defense(name)
+    default = _registry().make_defense(name)
     if hasattr(default, "get_params"):
         _check_known_params(params, default.get_params(deep=False), f"defense {name!r}")
-    estimator = registry.make_defense(name, **params)
+    estimator = _registry().make_defense(name, **params)
     validate = getattr(estimator, "_validate_params", None)
     if validate is not None:
         validate()
@@ -208,10 +222,10 @@ def cmd_plugins(args) -> int:
     """List registered defenses, attacks, purifiers and datasets, and any broken plugin."""
     import json
 
-    reg = registry.get_registry()
+    reg = _registry().get_registry()
     records = []
-    for kind in registry.KINDS:
-        for entry in registry.list_registrations(kind):
+    for kind in _registry().KINDS:
+        for entry in _registry().list_registrations(kind):
             records.append({
                 "name": entry.name, "kind": kind, "distribution": entry.distribution,
                 "version": entry.version, "status": "ok",
@@ -246,8 +260,6 @@ def cmd_fit(args) -> int:
     _check_positive(args.train_n, "--train-n")
     out = Path(args.out)
     _check_writable(out, "--out", is_dir=False)
-    if out.exists() and not args.overwrite:
-        raise UsageError(f"--out {out} exists; pass --overwrite to replace it")
     estimator = _make_estimator(args.defense,
                                 _defense_params(args, args.defense, parse_assignments(args.set)))
     X, y = _load_split(args, "train", args.train_n)
@@ -294,12 +306,12 @@ def parse_attack(text):
     """
     name, sep, raw = str(text).partition(":")
     name = name.strip()
-    registry.get_registry().get("attack", name)
+    _registry().get_registry().get("attack", name)
     if not sep:
         return name
     params = parse_assignments((part for part in raw.split(",") if part.strip()),
                                option=f"--attack {name}:")
-    default = registry.make("attack", name)
+    default = _registry().make("attack", name)
     if hasattr(default, "get_params"):
         _check_known_params(params, default.get_params(deep=False), f"attack {name!r}")
     return name, params
@@ -377,7 +389,9 @@ def cmd_evaluate(args) -> int:
     report = evaluate(
         estimator, X_test, y_test, attacks=attacks, epsilons=epsilons, n=args.test_n,
         batch_size=args.batch_size, out_dir=out, resume=args.resume, random_state=args.seed,
-        verbose=int(args.verbosity >= 1), metadata={"dataset": args.dataset, "model": source},
+        verbose=int(args.verbosity >= 1),
+        metadata={"dataset": args.dataset, "model": source,
+                  "defense": args.defense or type(estimator).__name__},
     )
     markdown = report.to_markdown()
     _atomic_write_files({
@@ -415,7 +429,7 @@ def baselines_table(reports: dict, fit_seconds: dict) -> str:
 
 def baseline_defenses() -> list:
     """Registered defenses tagged ``"baseline"``, in registration order of the tag."""
-    entries = registry.get_registry().entries["defense"].values()  # registration order
+    entries = _registry().get_registry().entries["defense"].values()  # registration order
     return [entry.name for entry in entries if BASELINE_CAPABILITY in entry.capabilities]
 
 
@@ -428,7 +442,7 @@ def baseline_settings(names, assignments) -> dict:
     """
     settings, known = {}, {}
     for name in names:
-        entry = registry.get_registry().get("defense", name)
+        entry = _registry().get_registry().get("defense", name)
         settings[name] = dict(getattr(entry.factory, "_baseline_params", {}) or {})
         default = entry.factory()
         known[name] = default.get_params(deep=False) if hasattr(default, "get_params") else {}
@@ -468,14 +482,11 @@ def cmd_baselines(args) -> int:
     _check_positive(args.test_n, "--test-n")
     out = Path(args.out)
     _check_writable(out, "--out", is_dir=True)
-    if (out / "baselines.md").exists() and not args.overwrite:
-        raise UsageError(f"{out} already holds baselines; pass --overwrite to replace them, "
-                         "or choose another --out")
     names = args.defense or baseline_defenses()
     if not names:
         raise UsageError('no registered defense is tagged "baseline"; name them with --defense')
     for name in names:
-        registry.get_registry().get("defense", name)
+        _registry().get_registry().get("defense", name)
     settings = baseline_settings(names, args.set)
     estimators = {name: _make_estimator(name, _defense_params(args, name, settings[name]))
                   for name in names}
@@ -585,8 +596,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--defense", required=True, help="registered defense name")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="defense parameter, repeatable")
-    p.add_argument("--out", required=True, help="where to write the fitted model (.joblib)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--out", required=True,
+                   help="where to write the fitted model (.joblib; an existing file is replaced)")
     _data_arguments(p, test_n=False)
 
     p = add("evaluate", cmd_evaluate)
@@ -610,8 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="defense parameter, repeatable")
     _attack_arguments(p)
     p.add_argument("--out", default="robustlearn-baselines",
-                   help="folder for the reports and the plot (default robustlearn-baselines)")
-    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier run")
+                   help="folder for the reports and the plot, replaced on a rerun (default "
+                        "robustlearn-baselines)")
     _data_arguments(p)
     return parser
 
@@ -681,7 +692,7 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback with -vv
         if args.verbosity >= 3:
             raise
-        known = (ValueError, TypeError, OSError, registry.PluginError, ImportError)
+        known = (ValueError, TypeError, OSError, _registry().PluginError, ImportError)
         message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
             message = f"{exc.filename}: {message}"

@@ -52,7 +52,7 @@ CASES = [
     (["baselines", "--threads", "0"], "--threads must be a positive integer"),
     (["fit", "--defense", "mlp", "--out", "{file}/model.joblib"], "is a file, not a folder"),
     (["fit", "--defense", "mlp", "--train-n", "0", "--out", "{tmp}/m.joblib"], "--train-n"),
-    (["fit", "--defense", "mlp", "--out", "{file}"], "exists; pass --overwrite"),
+    (["fit", "--defense", "mlp", "--out", "{tmp}"], "is a folder, not a file"),
     (["evaluate", "--defense", "mlp", "--attack", "linf-pgd:steps=0", "--out", "{tmp}/e"],
      "steps must be >= 1"),
     (["evaluate", "--defense", "mlp", "--test-n", "0", "--out", "{tmp}/e"], "--test-n"),

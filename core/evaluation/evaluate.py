@@ -538,6 +538,9 @@ def evaluate(estimator, X, y, attacks, epsilons, *, n=None, batch_size=256, out_
                "group": spec.group, "is_minimization": spec.is_minimization,
                **_curve(robust[i], confidence),
                "detection_rate": full_flagged[i].mean(axis=1).tolist() if detector else None,
+               # the accuracy of a defense with a detector: correct, or caught by the detector
+               "correct_or_flagged": ((robust[i] | full_flagged[i]).mean(axis=1).tolist()
+                                      if detector else None),
                "seconds": float(seconds[i + 1])}
         attack_rows.append(row)
         rises = np.diff(row["accuracy"])

@@ -109,10 +109,15 @@ def plot_report(report, path=None, ax=None):
         worst = report.worst_case[group]
         taken = {}
         for key in worst["attacks"]:
+            row, label = by_key[key], _short_label(by_key[key], taken)
+            if row["name"].startswith("detector-aware") and row.get("correct_or_flagged"):
+                # an attack on classifier and detector together is scored by what a
+                # detecting defense promises: correct, or flagged
+                row = {"accuracy": row["correct_or_flagged"]}
+                label = f"{label}: correct or flagged"
             # per-attack curves without bands: only the headline's interval is drawn
-            _curve(axis, eps, by_key[key], band=False, linestyle="--", marker="o",
-                   markersize=3, linewidth=1.2, label=_short_label(by_key[key], taken),
-                   zorder=3)
+            _curve(axis, eps, row, band=False, linestyle="--", marker="o", markersize=3,
+                   linewidth=1.2, label=label, zorder=3)
         # drawn beneath the attacks: it coincides with the strongest attack's curve
         _curve(axis, eps, worst, color="0.2", marker="s", markersize=5, linewidth=3,
                label="worst case per example", zorder=2)

@@ -34,3 +34,16 @@ def test_comparison_plot_names_the_dataset_and_the_norm(report):
     assert ax.get_title().startswith("digits: worst case over fgsm, linf-pgd")
     assert "rel_stepsize" not in ax.get_title() and "L\u221e" in ax.get_xlabel()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mlp", "again"]
+
+
+def test_detector_aware_curve_is_correct_or_flagged(fitted_mlp, digits):
+    _, _, X_test, y_test = digits
+    report = robustlearn.evaluate(fitted_mlp, X_test[:40], y_test[:40],
+                                  attacks=[("detector-aware-pgd", {"steps": 3})],
+                                  epsilons=[0, 0.2], metadata={"dataset": "digits"})
+    row = report.attacks[0]
+    assert all(b >= a for a, b in zip(row["accuracy"], row["correct_or_flagged"]))
+    ax = report.plot().axes[0]
+    line = next(line for line in ax.get_lines()
+                if line.get_label() == "detector-aware-pgd: correct or flagged")
+    assert list(line.get_ydata()) == row["correct_or_flagged"]

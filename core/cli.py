@@ -163,12 +163,14 @@ def _load_split(args, split, n):
     """A dataset split, subsampled (stratified) to ``n`` when it is larger."""
     from .datasets import load
 
+    try:
+        return load(args.dataset, split, n=n, data_dir=args.data_dir, random_state=args.seed)
+    except ValueError as exc:
+        if n is None or "exceeds" not in str(exc):
+            raise
     X, y = load(args.dataset, split, data_dir=args.data_dir)
-    if n is not None and n < len(X):
-        X, y = load(args.dataset, split, n=n, data_dir=args.data_dir, random_state=args.seed)
-    elif n is not None and n > len(X):
-        log.info("%s has %d %s images; using all of them (asked for %d)",
-                 args.dataset, len(X), split, n)
+    log.info("%s has %d %s images; using all of them (asked for %d)", args.dataset, len(X),
+             split, n)
     return X, y
 
 

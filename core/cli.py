@@ -371,9 +371,11 @@ def cmd_evaluate(args) -> int:
     else:
         raise UsageError("give --defense NAME (train it) or --model FILE (a fitted model)")
     if args.overwrite:
+        keep = Path(args.model).resolve() if args.model else None
         for name in _EVALUATION_FILES:
-            if (out / name).is_file():
-                (out / name).unlink()
+            path = out / name
+            if path.is_file() and path.resolve() != keep:  # never the --model being evaluated
+                path.unlink()
     X_test, y_test = _load_split(args, "test", None)
     if args.defense and args.resume and saved.exists():
         estimator = _load_model(saved)

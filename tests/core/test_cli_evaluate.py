@@ -35,7 +35,7 @@ def test_evaluate_writes_the_report_files(evaluated, capsys):
     assert report.epsilons == [0.0, 0.1, 0.3]
     assert report.worst_case["linf"]["attacks"] == ["fgsm", "linf-pgd"]
     assert report.clean["accuracy"] > 0.7  # the tiny MLP learned
-    assert report.metadata == {"dataset": "digits", "model": "mlp"}
+    assert report.metadata == {"dataset": "digits", "model": "mlp", "defense": "mlp"}
     assert (out / "report.md").read_text() == report.to_markdown()
     assert (out / "robustness.png").read_bytes()[:8] == PNG
     assert not list(out.glob("*.part"))

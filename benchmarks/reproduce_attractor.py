@@ -306,40 +306,53 @@ def table(results, args):
 
 
 def plot(results, args, path):
-    """Accuracy against L-inf epsilon: one colour per model, one line style per attack."""
+    """Accuracy against L-inf epsilon: one colour per model, one line style per attack.
+
+    Two short legends below the axes (models by colour, attacks by line style), so that
+    no legend covers a curve; the y axis in percent, the norm on the x axis.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, (ax, ax_joint) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    styles = {"fgsm_iterations": (":", "FGSM through the passes"),
-              "pgd_iterations": ("--", f"PGD-{args.pgd_steps} through the passes"),
-              "pgd_bpda": ("-.", f"PGD-{args.pgd_steps} with BPDA"),
-              "worst_all": ("-", "worst case of all attacks")}
+    fig, (ax, ax_joint) = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True,
+                                       layout="constrained")
+    styles = {"fgsm_iterations": (":", "FGSM"),
+              "pgd_iterations": ("--", f"PGD-{args.pgd_steps}"),
+              "pgd_bpda": ("-.", f"PGD-{args.pgd_steps}, BPDA"),
+              "worst_all": ("-", "worst case per example")}
     colours = dict(zip(results, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     xs = [0, *args.eps]
     for n, r in results.items():
-        for key, (style, label) in styles.items():
+        for key, (style, _) in styles.items():
             ys = [r["clean"]] + [r[f"{key}_{e}"] for e in args.eps]
             ax.plot(xs, ys, style, marker="o", ms=3, color=colours[n],
-                    lw=2 if key == "worst_all" else 1, label=f"{n}: {label}")
+                    lw=2.2 if key == "worst_all" else 1)
         ys = [r["clean"]] + [r[f"joint_{e}"] for e in args.eps]
-        ax_joint.plot(xs, ys, "-", marker="o", ms=3, color=colours[n], label=n)
+        ax_joint.plot(xs, ys, "-", marker="o", ms=3, color=colours[n], lw=2)
     for a in (ax, ax_joint):
         a.axhline(PAPER["clean"], color="gray", lw=0.8)
         a.text(0.0, PAPER["clean"] + 1, "paper clean 88.73 %", fontsize=7, color="gray")
-        a.set_xlabel("L-inf epsilon")
+        a.set_xlabel("\u03b5 (L\u221e radius, images in [0, 1])")
         a.set_ylim(0, 100)
-    ax.set_ylabel("MNIST accuracy (%)")
-    ax.legend(fontsize=6)
-    ax.set_title(f"classification under attack ({args.n_attack} test digits)", fontsize=8)
-    ax_joint.legend(fontsize=7)
-    ax_joint.set_title(f"joint detector-aware PGD-{args.joint_steps} x {args.joint_restarts}: "
-                       "correct or flagged", fontsize=8)
-    fig.suptitle("attractor network, 1000 training digits: no L_eigen (baseline) vs L_eigen",
-                 fontsize=9)
-    fig.tight_layout()
+        a.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(100, decimals=0))
+        a.grid(alpha=0.3)
+    ax.set_ylabel("MNIST accuracy")
+    ax.set_title(f"classified correctly, {args.n_attack} test digits\n"
+                 "(attacks through the passes unless BPDA)", fontsize=9)
+    ax_joint.set_title(f"detector-aware PGD-{args.joint_steps} x {args.joint_restarts}:\n"
+                       "correct or flagged", fontsize=9)
+    models = [Line2D([], [], color=c, lw=2, label=n) for n, c in colours.items()]
+    attacks = [Line2D([], [], color="0.3", ls=style, lw=2.2 if key == "worst_all" else 1,
+                      label=label) for key, (style, label) in styles.items()]
+    fig.legend(handles=models, loc="outside lower left", ncols=len(models), fontsize=8,
+               title="model (colour)", title_fontsize=8)
+    fig.legend(handles=attacks, loc="outside lower right", ncols=2, fontsize=8,
+               title="attack (line style)", title_fontsize=8)
+    fig.suptitle("attractor network on MNIST, 1000 training digits: "
+                 "no L_eigen (baseline) vs L_eigen", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

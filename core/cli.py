@@ -662,7 +662,6 @@ def _configure(args) -> None:
         handler = _StderrHandler()
         handler.setFormatter(_OneLineFormatter())
         logger.addHandler(handler)
-        logger.propagate = False
     logger.setLevel(level)
     if args.threads is not None:
         _check_positive(args.threads, "--threads")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 
@@ -64,7 +66,7 @@ def _decorate(ax, title, confidence, group):
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize="medium", wrap=True)
+    ax.set_title(title, fontsize="medium")
     ax.legend(fontsize="small", loc="best", framealpha=0.9,
               title=f"bands: Wilson {round(100 * confidence)} % intervals",
               title_fontsize="x-small")
@@ -163,8 +165,10 @@ def plot_comparison(reports, path=None, ax=None, group=None):
     attacks = ", ".join(_short_label(by_key[k], taken) if k in by_key else k
                         for k in first.worst_case[group]["attacks"])
     dataset = first.metadata.get("dataset")
-    _decorate(ax, (f"{dataset}: " if dataset else "")
-              + f"worst case over {attacks}, n = {first.n_examples}", first.confidence, group)
+    # two lines, the attack list wrapped: a long one-line title is clipped by the figure
+    title = (f"{dataset}: " if dataset else "") + f"worst case per example, n = {first.n_examples}"
+    title += "\n" + textwrap.fill(f"over {attacks}", width=60)
+    _decorate(ax, title, first.confidence, group)
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig

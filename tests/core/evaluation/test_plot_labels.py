@@ -31,7 +31,8 @@ def test_comparison_plot_names_the_dataset_and_the_norm(report):
     from robustlearn.evaluation import plot_comparison
 
     ax = plot_comparison({"mlp": report, "again": report}).axes[0]
-    assert ax.get_title().startswith("digits: worst case over fgsm, linf-pgd")
+    assert ax.get_title() == ("digits: worst case per example, n = 60\n"
+                              "over fgsm, linf-pgd, linf-pgd #2")
     assert "rel_stepsize" not in ax.get_title() and "L\u221e" in ax.get_xlabel()
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["mlp", "again"]
 

@@ -37,6 +37,7 @@ from robustlearn.attacks.detector_aware import detector_aware_pgd
 from robustlearn.attacks.gradient import projected_gradient_descent
 from robustlearn.attacks.square import square_attack
 from robustlearn.plugins.attractor import AttractorClassifier
+from robustlearn.plugins.attractor.params import DOCUMENTED_CONFIGURATION as DOC
 
 PAPER = {
     "clean": 88.73, "fgsm_high": 87.13,
@@ -53,11 +54,13 @@ def model_params(args, method, calibration_fraction=0.0):
     afterwards on other, never-seen training digits (see ``main``).
     """
     return dict(
-        activation="elu", batch_size=args.batch_size, lr=args.lr, max_epochs=args.pretrain_epochs,
+        activation=DOC["activation"], output_activation=DOC["output_activation"],
+        power_iterations=DOC["power_iterations"], batch_size=args.batch_size, lr=args.lr,
+        max_epochs=args.pretrain_epochs,
         finetune_epochs=args.finetune_epochs, lambda_cls=1.0,
         lambda_eig=0.0 if method is None else args.lambda_eig,
         eigen_method=method or "power", eigen_margin=args.eigen_margin,
-        eigen_batch_size=args.eigen_batch_size, max_iter=args.max_iter, tol=1e-4,
+        eigen_batch_size=args.eigen_batch_size, max_iter=args.max_iter, tol=DOC["tol"],
         attractor_check_size=args.attractor_check_size, attractor_residual_tol=0.2,
         calibration_fraction=calibration_fraction, device="cpu", random_state=args.seed,
     )
@@ -303,40 +306,53 @@ def table(results, args):
 
 
 def plot(results, args, path):
-    """Accuracy against L-inf epsilon: one colour per model, one line style per attack."""
+    """Accuracy against L-inf epsilon: one colour per model, one line style per attack.
+
+    Two short legends below the axes (models by colour, attacks by line style), so that
+    no legend covers a curve; the y axis in percent, the norm on the x axis.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, (ax, ax_joint) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    styles = {"fgsm_iterations": (":", "FGSM through the passes"),
-              "pgd_iterations": ("--", f"PGD-{args.pgd_steps} through the passes"),
-              "pgd_bpda": ("-.", f"PGD-{args.pgd_steps} with BPDA"),
-              "worst_all": ("-", "worst case of all attacks")}
+    fig, (ax, ax_joint) = plt.subplots(1, 2, figsize=(10, 4.8), sharey=True,
+                                       layout="constrained")
+    styles = {"fgsm_iterations": (":", "FGSM"),
+              "pgd_iterations": ("--", f"PGD-{args.pgd_steps}"),
+              "pgd_bpda": ("-.", f"PGD-{args.pgd_steps}, BPDA"),
+              "worst_all": ("-", "worst case per example")}
     colours = dict(zip(results, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     xs = [0, *args.eps]
     for n, r in results.items():
-        for key, (style, label) in styles.items():
+        for key, (style, _) in styles.items():
             ys = [r["clean"]] + [r[f"{key}_{e}"] for e in args.eps]
             ax.plot(xs, ys, style, marker="o", ms=3, color=colours[n],
-                    lw=2 if key == "worst_all" else 1, label=f"{n}: {label}")
+                    lw=2.2 if key == "worst_all" else 1)
         ys = [r["clean"]] + [r[f"joint_{e}"] for e in args.eps]
-        ax_joint.plot(xs, ys, "-", marker="o", ms=3, color=colours[n], label=n)
+        ax_joint.plot(xs, ys, "-", marker="o", ms=3, color=colours[n], lw=2)
     for a in (ax, ax_joint):
         a.axhline(PAPER["clean"], color="gray", lw=0.8)
         a.text(0.0, PAPER["clean"] + 1, "paper clean 88.73 %", fontsize=7, color="gray")
-        a.set_xlabel("L-inf epsilon")
+        a.set_xlabel("\u03b5 (L\u221e radius, images in [0, 1])")
         a.set_ylim(0, 100)
-    ax.set_ylabel("MNIST accuracy (%)")
-    ax.legend(fontsize=6)
-    ax.set_title(f"classification under attack ({args.n_attack} test digits)", fontsize=8)
-    ax_joint.legend(fontsize=7)
-    ax_joint.set_title(f"joint detector-aware PGD-{args.joint_steps} x {args.joint_restarts}: "
-                       "correct or flagged", fontsize=8)
-    fig.suptitle("attractor network, 1000 training digits: no L_eigen (baseline) vs L_eigen",
-                 fontsize=9)
-    fig.tight_layout()
+        a.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(100, decimals=0))
+        a.grid(alpha=0.3)
+    ax.set_ylabel("MNIST accuracy")
+    ax.set_title(f"classified correctly, {args.n_attack} test digits\n"
+                 "(attacks through the passes unless BPDA)", fontsize=9)
+    ax_joint.set_title(f"detector-aware PGD-{args.joint_steps} x {args.joint_restarts}:\n"
+                       "correct or flagged", fontsize=9)
+    models = [Line2D([], [], color=c, lw=2, label=n) for n, c in colours.items()]
+    attacks = [Line2D([], [], color="0.3", ls=style, lw=2.2 if key == "worst_all" else 1,
+                      label=label) for key, (style, label) in styles.items()]
+    fig.legend(handles=models, loc="outside lower left", ncols=len(models), fontsize=8,
+               title="model (colour)", title_fontsize=8)
+    fig.legend(handles=attacks, loc="outside lower right", ncols=2, fontsize=8,
+               title="attack (line style)", title_fontsize=8)
+    fig.suptitle("attractor network on MNIST, 1000 training digits: "
+                 "no L_eigen (baseline) vs L_eigen", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -359,7 +375,8 @@ def scale(args, log):
     return result
 
 
-def main(argv=None):
+def build_parser():
+    """The command line; model defaults come from ``DOCUMENTED_CONFIGURATION``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--n-train", type=int, default=1000)
@@ -381,14 +398,14 @@ def main(argv=None):
     parser.add_argument("--train-only", action="store_true",
                         help="fit (and keep, with --models-dir) the models, evaluate nothing")
     parser.add_argument("--models", nargs="+", default=["baseline", "power", "exact"])
-    parser.add_argument("--pretrain-epochs", type=int, default=40)
-    parser.add_argument("--finetune-epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lambda-eig", type=float, default=1.0)
-    parser.add_argument("--eigen-margin", type=float, default=0.5)
-    parser.add_argument("--eigen-batch-size", type=int, default=16)
-    parser.add_argument("--max-iter", type=int, default=5)
+    parser.add_argument("--pretrain-epochs", type=int, default=DOC["max_epochs"])
+    parser.add_argument("--finetune-epochs", type=int, default=DOC["finetune_epochs"])
+    parser.add_argument("--batch-size", type=int, default=DOC["batch_size"])
+    parser.add_argument("--lr", type=float, default=DOC["lr"])
+    parser.add_argument("--lambda-eig", type=float, default=DOC["lambda_eig"])
+    parser.add_argument("--eigen-margin", type=float, default=DOC["eigen_margin"])
+    parser.add_argument("--eigen-batch-size", type=int, default=DOC["eigen_batch_size"])
+    parser.add_argument("--max-iter", type=int, default=DOC["max_iter"])
     parser.add_argument("--k-sweep", type=int, nargs="+", default=[1, 2, 5, 10, 50],
                         help="also report clean accuracy and AUROC at these pass limits")
     parser.add_argument("--attractor-check-size", type=int, default=200)
@@ -399,7 +416,11 @@ def main(argv=None):
     parser.add_argument("--from-json", default=None, metavar="PATH",
                         help="re-render the table and plot of an earlier run from its JSON "
                              "(give the same --eps/--pgd-steps/... it ran with); trains nothing")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.from_json:

@@ -2,36 +2,68 @@
 
 Subcommands
 -----------
-``robustlearn plugins``
+``robustlearn plugins [--json]``
     List every registered defense, attack, purifier and dataset, and broken plugins.
 ``robustlearn fit --defense NAME --dataset NAME [--set key=value ...] --out model.safetensors``
     Train a defense and save it as a safe model file (``.joblib``/``.pkl``: pickle).
-``robustlearn evaluate --defense NAME | --model FILE --dataset NAME --attack NAME ... --out DIR``
-    Evaluate a defense under attacks; write report.json, report.md and robustness.png.
-    ``--scheduler tcp://HOST:PORT`` runs the units of work on a Dask cluster.
+``robustlearn evaluate --defense NAME | --model FILE --dataset NAME [--attack NAME ...] --out DIR``
+    Evaluate a defense under attacks (by default the adaptive ladder its tags call for);
+    write report.json, report.md and robustness.png. ``--scheduler tcp://HOST:PORT`` runs the
+    units of work on a Dask cluster.
 ``robustlearn baselines [--dataset digits] [--out robustlearn-baselines]``
-    Train the baseline defenses, evaluate them under FGSM and PGD, print the table, write the plot.
+    Train the baseline defenses, evaluate them under the adaptive ladder, print the table,
+    write the plot.
 ``robustlearn doctor``
     Print versions, devices, threads and the installed plugins (broken ones with their error).
 
-Each subcommand's help comes from the docstring of the function that runs it.
+Every argument, defense parameter and attack spec is checked before anything is
+trained; an error is one line on stderr (``-vv`` shows the traceback) and exit
+status 2. Progress goes to stderr: one line per step, and a progress bar when
+stderr is a terminal; ``-q`` silences both, ``-v`` adds per-epoch tables.
+
+Heavy modules (torch, scikit-learn, Foolbox) are imported inside the commands,
+so that ``robustlearn --help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import difflib
+import logging
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from . import registry
-from .validation import check_int
+from . import __version__
 
 
-def parse_assignments(assignments) -> dict:
+def __getattr__(name):
+    # ``robustlearn.cli.registry``, imported on first use: pluggy and the entry-point
+    # machinery are not needed for ``--help``
+    if name == "registry":
+        from . import registry
+
+        return registry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _registry():
+    return sys.modules[__name__].registry
+
+log = logging.getLogger("robustlearn.cli")
+
+#: Capability tag of the defenses ``robustlearn baselines`` trains by default.
+BASELINE_CAPABILITY = "baseline"
+
+
+class UsageError(ValueError):
+    """A bad command-line argument (reported in one line, before any work)."""
+
+
+def parse_assignments(assignments, option="--set") -> dict:
     """Parse ``key=value`` strings into a dict, values read as Python literals when possible.
 
     ``--set hidden_layer_sizes=(64,64) --set optimizer=sgd`` gives
@@ -41,7 +73,7 @@ def parse_assignments(assignments) -> dict:
     for item in assignments or ():
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise UsageError(f"{option} expects key=value, got {item!r}")
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -52,127 +84,131 @@ def parse_assignments(assignments) -> dict:
 
 def _first_paragraph(func) -> str:
     doc = (func.__doc__ or "").strip()
-    return doc.split("\n\n")[0].replace("\n", " ")
+    return doc.split("\n\n")[0].replace("\n", " ").replace("``", "")
 
 
-def cmd_plugins(args) -> int:
-    """List registered defenses, attacks, purifiers and datasets, and any broken plugin."""
-    reg = registry.get_registry()
-    rows = [("name", "kind", "distribution", "version", "status", "description")]
-    for kind in registry.KINDS:
-        for entry in registry.list_registrations(kind):
-            rows.append((entry.name, kind, entry.distribution, entry.version, "ok",
-                         entry.description))
-    for broken in reg.broken:
-        rows.append((broken.plugin, "plugin", broken.distribution, broken.version, "broken",
-                     broken.error))
-    widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
-    for row in rows:
-        cells = [str(c).ljust(w) for c, w in zip(row[:5], widths)]
-        print("  ".join(cells + [str(row[5])]).rstrip())
-    return 0
+def _description(func) -> str:
+    """A docstring as ``--help`` text: no reStructuredText backticks."""
+    import inspect
+
+    return inspect.cleandoc(func.__doc__ or "").replace("``", "")
 
 
-def _atomic_dump(obj, out: Path) -> None:
-    import joblib
+def _check_known_params(params: dict, known, what: str) -> None:
+    """Reject parameter names ``what`` does not take, suggesting the closest one."""
+    for key in params:
+        if key not in known:
+            close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise UsageError(f"{what} has no parameter {key!r}{hint} "
+                             f"(parameters: {', '.join(sorted(known))})")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".part")
-    os.close(fd)
-    try:
-        joblib.dump(obj, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        os.remove(tmp)
-        raise
+
+# ------------------------------------------------------------------ checks before any work
+def _check_positive(value, option):
+    if value is not None and (isinstance(value, bool) or value < 1):
+        raise UsageError(f"{option} must be a positive integer, got {value}")
+
+
+def _check_writable(path: Path, option: str, *, is_dir: bool) -> None:
+    """Fail now, not after training, when ``path`` cannot be created or written."""
+    if path.exists():
+        if is_dir and not path.is_dir():
+            raise UsageError(f"{option} {path} is a file, not a folder")
+        if not is_dir and path.is_dir():
+            raise UsageError(f"{option} {path} is a folder, not a file")
+    parent = path if is_dir else path.parent
+    existing = parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: {existing} is not writable")
+
+
+def _make_estimator(name: str, params: dict):
+    """Make defense ``name`` with ``params`` and check them, before any data is loaded."""
+    default = _registry().make_defense(name)
+    if hasattr(default, "get_params"):
+        _check_known_params(params, default.get_params(deep=False), f"defense {name!r}")
+    estimator = _registry().make_defense(name, **params)
+    validate = getattr(estimator, "_validate_params", None)
+    if validate is not None:
+        validate()
+    return estimator
+
+
+def _defense_params(args, name, params):
+    params = dict(params)
+    params.setdefault("random_state", args.seed)
+    params.setdefault("verbose", _estimator_verbosity(args))
+    if args.device is not None:
+        params.setdefault("device", args.device)
+    return params
 
 
 #: Suffixes of model files written and read with pickle (joblib); any other is the safe format.
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 
 
-def save_model(estimator, out: Path) -> None:
-    """Write a fitted model: pickle for ``.joblib``/``.pkl``, else a safe model file."""
-    if Path(out).suffix in PICKLE_SUFFIXES:
-        _atomic_dump(estimator, Path(out))
-    else:
-        from .model_file import save
+def _load_model(path):
+    """A fitted model: pickle for ``.joblib``/``.pkl``, else a safe model file (no code runs)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--model {path}: no such file")
+    try:
+        if path.suffix in PICKLE_SUFFIXES:
+            import joblib
 
-        save(estimator, out)
+            model = joblib.load(path)
+        else:
+            from .model_file import load
 
-
-def load_model(path):
-    """Read a fitted model written by :func:`save_model` (pickle only for pickle suffixes)."""
-    if Path(path).suffix in PICKLE_SUFFIXES:
-        import joblib
-
-        return joblib.load(path)
-    from .model_file import load
-
-    return load(path)
-
-
-def cmd_doctor(args) -> int:
-    """Print versions, devices, threads and the installed plugins (broken ones with their error)."""
-    from .doctor import report
-
-    print(report())
-    return 0
+            model = load(path)
+    except Exception as exc:  # noqa: BLE001 - any loading failure is the same user error
+        raise UsageError(f"--model {path} is not a model saved by robustlearn fit "
+                         f"({type(exc).__name__}: {exc})") from exc
+    if not callable(getattr(model, "predict", None)):
+        raise UsageError(f"--model {path} holds a {type(model).__name__}, not a fitted model")
+    return model
 
 
-def _scheduler(args):
-    """The Dask backend for ``--scheduler``, or a context that changes nothing."""
-    import contextlib
-
-    if not getattr(args, "scheduler", None):
-        return contextlib.nullcontext()
-    from .cluster import dask_backend
-
-    return dask_backend(args.scheduler)
-
-
-def cmd_fit(args) -> int:
-    """Train a registered defense on a dataset's training split and save it.
-
-    ``--out`` ending in ``.joblib`` or ``.pkl`` is written with pickle; any
-    other name (``model.safetensors``) as a safe model file that
-    ``robustlearn.load`` and ``evaluate --model`` read without running code
-    from the file.
-    """
+def _load_split(args, split, n):
+    """A dataset split, subsampled (stratified) to ``n`` when it is larger."""
     from .datasets import load
 
-    params = parse_assignments(args.set)
-    params.setdefault("random_state", args.seed)
-    params.setdefault("verbose", args.verbose)
-    estimator = registry.make_defense(args.defense, **params)
-    estimator._validate_params()  # fail on bad --set values before loading data
-    X, y = load(args.dataset, "train", n=args.n, data_dir=args.data_dir, random_state=args.seed)
-    start = time.perf_counter()
-    estimator.fit(X, y)
-    seconds = time.perf_counter() - start
-    X_test, y_test = load(args.dataset, "test", data_dir=args.data_dir)
-    accuracy = estimator.score(X_test, y_test)
-    save_model(estimator, Path(args.out))
-    print(f"{args.defense} on {args.dataset}: test accuracy {accuracy:.4f} "
-          f"({len(X)} training samples, {seconds:.1f} s); saved to {args.out}")
-    return 0
-
-
-#: Attacks of the main job (and the default of ``evaluate``): single-step FGSM, and PGD with
-#: 40 steps of 2.5 epsilon / 40, the step rule of Madry et al. (ICLR 2018); Foolbox's default
-#: step (epsilon / 30) leaves PGD weaker than FGSM on the digits baselines.
-DEFAULT_ATTACKS = ("fgsm", "linf-pgd:steps=40,rel_stepsize=0.0625")
-
-
-def parse_epsilons(text) -> list:
-    """Parse a comma-separated list of radii: ``"0,0.05,0.1"`` gives ``[0.0, 0.05, 0.1]``."""
-    from .attacks.base import check_epsilons
-
     try:
-        values = [float(part) for part in str(text).split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"--epsilons expects comma-separated numbers, got {text!r}") from None
-    return check_epsilons(values, "--epsilons")
+        return load(args.dataset, split, n=n, data_dir=args.data_dir, random_state=args.seed)
+    except ValueError as exc:
+        if n is None or "exceeds" not in str(exc):
+            raise
+    X, y = load(args.dataset, split, data_dir=args.data_dir)
+    log.info("%s has %d %s images; using all of them (asked for %d)", args.dataset, len(X),
+             split, n)
+    return X, y
+
+
+# ----------------------------------------------------------------------------- output
+def _atomic_dump(obj, out: Path) -> None:
+    """Write a fitted model through a temporary file: pickle for ``.joblib``/``.pkl``,
+    otherwise a safe model file (:func:`robustlearn.save`)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        if out.suffix in PICKLE_SUFFIXES:
+            import joblib
+
+            joblib.dump(obj, tmp)
+        else:
+            from .model_file import save
+
+            save(obj, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        os.remove(tmp)
+        raise
 
 
 def _atomic_write_files(contents: dict, out_dir: Path) -> None:
@@ -205,79 +241,193 @@ def _figure_bytes(fig) -> bytes:
     return buffer.getvalue()
 
 
+# ---------------------------------------------------------------------------- plugins
+def cmd_plugins(args) -> int:
+    """List registered defenses, attacks, purifiers and datasets, and any broken plugin."""
+    import json
+
+    reg = _registry().get_registry()
+    records = []
+    for kind in _registry().KINDS:
+        for entry in _registry().list_registrations(kind):
+            records.append({
+                "name": entry.name, "kind": kind, "distribution": entry.distribution,
+                "version": entry.version, "status": "ok",
+                "capabilities": list(entry.capabilities), "description": entry.description,
+                "paper": entry.paper,
+            })
+    for broken in reg.broken:
+        records.append({
+            "name": broken.plugin, "kind": "plugin", "distribution": broken.distribution,
+            "version": broken.version, "status": "broken", "capabilities": [],
+            "description": broken.error, "paper": "",
+        })
+    if args.json:
+        print(json.dumps(records, indent=1))
+        return 0
+    columns = ("name", "kind", "distribution", "version", "status", "capabilities")
+    rows = [columns] + [
+        tuple(",".join(r[c]) or "-" if c == "capabilities" else str(r[c]) for c in columns)
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    descriptions = ["description"] + [r["description"] for r in records]
+    for row, description in zip(rows, descriptions):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)]
+        print("  ".join(cells + [description]).rstrip())
+    return 0
+
+
+# -------------------------------------------------------------------------------- fit
+def cmd_fit(args) -> int:
+    """Train a registered defense on a dataset's training split and save it.
+
+    --out ending in .joblib or .pkl is written with pickle; any other name
+    (model.safetensors) as a safe model file that robustlearn.load and
+    evaluate --model read without running code from the file.
+    """
+    _check_positive(args.train_n, "--train-n")
+    out = Path(args.out)
+    _check_writable(out, "--out", is_dir=False)
+    estimator = _make_estimator(args.defense,
+                                _defense_params(args, args.defense, parse_assignments(args.set)))
+    X, y = _load_split(args, "train", args.train_n)
+    X_test, y_test = _load_split(args, "test", None)
+    log.info("training %s on %d %s images", args.defense, len(X), args.dataset)
+    start = time.perf_counter()
+    estimator.fit(X, y)
+    seconds = time.perf_counter() - start
+    accuracy = estimator.score(X_test, y_test)
+    _atomic_dump(estimator, out)
+    print(f"{args.defense} on {args.dataset}: test accuracy {accuracy:.4f} "
+          f"({len(X)} training samples, {seconds:.1f} s); saved to {out}")
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+#: Without --attack, the CLI runs what ``robustlearn.evaluate`` runs without attacks: the
+#: adaptive ladder the defense's tags and surfaces call for (one set of defaults for both).
+DEFAULT_ATTACKS_HELP = ("the adaptive ladder chosen from the defense's tags: APGD-CE, APGD-T, "
+                        "Square, plus BPDA/EOT/joint/transfer attacks where they apply")
+
+
+def parse_epsilons(text) -> list:
+    """Parse a comma-separated list of radii: ``"0,0.05,0.1"`` gives ``[0.0, 0.05, 0.1]``."""
+    try:
+        values = [float(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--epsilons expects comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise UsageError("--epsilons must not be empty")
+    for value in values:
+        if not value >= 0 or value != value or value == float("inf"):
+            raise UsageError(f"--epsilons must be finite and >= 0, got {value}")
+    return sorted(set(values))
+
+
 def parse_attack(text):
     """Parse ``NAME`` or ``NAME:key=value,key=value`` into a name or a ``(name, params)`` pair.
 
     ``linf-pgd:steps=100,rel_stepsize=0.0625`` gives
     ``("linf-pgd", {"steps": 100, "rel_stepsize": 0.0625})``; values are read as
-    Python literals when possible. The name is checked against the registry
-    (``ValueError`` with a suggestion).
+    Python literals when possible. The name and the parameter names are checked
+    against the registry (``ValueError`` with a suggestion).
     """
     name, sep, raw = str(text).partition(":")
     name = name.strip()
-    registry.get_registry().get("attack", name)
+    _registry().get_registry().get("attack", name)
     if not sep:
         return name
-    return name, parse_assignments(part for part in raw.split(",") if part.strip())
+    params = parse_assignments((part for part in raw.split(",") if part.strip()),
+                               option=f"--attack {name}:")
+    default = _registry().make("attack", name)
+    if hasattr(default, "get_params"):
+        _check_known_params(params, default.get_params(deep=False), f"attack {name!r}")
+    return name, params
 
 
-def _parse_attacks(texts):
-    return [parse_attack(text) for text in (texts or DEFAULT_ATTACKS)]
+def _parse_attacks(texts, estimator=None):
+    """Parse ``--attack`` specs (None without any: the adaptive ladder); check them as
+    ``evaluate`` will when ``estimator`` is given."""
+    if not texts:
+        return None
+    attacks = [parse_attack(text) for text in texts]
+    if estimator is not None:
+        from .evaluation.evaluate import check_attacks
+
+        check_attacks(attacks, estimator)
+    return attacks
+
+
+_EVALUATION_FILES = ("evaluation.jsonl", "report.json", "report.md", "robustness.png",
+                     "model.joblib")
 
 
 def cmd_evaluate(args) -> int:
     """Evaluate a defense under attacks and write report.json, report.md and robustness.png.
 
-    The defense is trained on the dataset's training split (``--defense`` with
-    ``--set`` parameters; it is saved as ``DIR/model.joblib`` so that
-    ``--resume`` continues with the same model) or loaded with ``--model``. The
-    evaluation runs on ``--n`` stratified test examples; its log
-    ``DIR/evaluation.jsonl`` lets ``--resume`` continue an interrupted run.
+    The defense is trained on the dataset's training split (--defense with
+    --set parameters; it is saved as DIR/model.joblib so that --resume
+    continues with the same model) or loaded with --model. The evaluation runs
+    on --test-n stratified test examples (the whole split when it is smaller);
+    its log DIR/evaluation.jsonl lets --resume continue an interrupted run, and
+    --overwrite starts over.
     """
-    import joblib
-
-    from .datasets import load
-    from .evaluation import evaluate
-
     epsilons = parse_epsilons(args.epsilons)
-    attacks = _parse_attacks(args.attack)
-    check_int(args.batch_size, "--batch-size", low=1)
+    _check_positive(args.batch_size, "--batch-size")
+    _check_positive(args.test_n, "--test-n")
+    _check_positive(args.train_n, "--train-n")
     out = Path(args.out)
+    _check_writable(out, "--out", is_dir=True)
     saved = out / "model.joblib"
     if args.model and args.defense:
-        raise ValueError("give --defense (train) or --model (load), not both")
+        raise UsageError("give --defense (train) or --model (load), not both")
+    if args.resume and args.overwrite:
+        raise UsageError("give --resume (continue) or --overwrite (start over), not both")
+    if (out / "evaluation.jsonl").exists() and not (args.resume or args.overwrite):
+        raise UsageError(f"{out} already holds an evaluation; pass --resume to continue it, "
+                         "--overwrite to start over, or choose another --out")
     if args.model:
         if args.set:
-            raise ValueError("--set configures --defense; a --model is used as saved")
-        estimator = load_model(args.model)
+            raise UsageError("--set configures --defense; a --model is used as saved")
+        estimator = _load_model(args.model)
+        attacks = _parse_attacks(args.attack, estimator)
         source = args.model
-    elif args.defense and args.resume and saved.exists():
-        estimator = joblib.load(saved)
-        source = str(saved)
     elif args.defense:
-        params = parse_assignments(args.set)
-        params.setdefault("random_state", args.seed)
-        params.setdefault("verbose", args.verbose)
-        estimator = registry.make_defense(args.defense, **params)
-        estimator._validate_params()  # fail on bad --set values before loading data
-        if (out / "evaluation.jsonl").exists() and not args.resume:
-            raise ValueError(f"{out} already holds an evaluation; pass --resume to continue it "
-                             "or choose another --out")
-        X, y = load(args.dataset, "train", n=args.train_n, data_dir=args.data_dir,
-                    random_state=args.seed)
-        estimator.fit(X, y)
-        _atomic_dump(estimator, saved)
+        estimator = _make_estimator(
+            args.defense, _defense_params(args, args.defense, parse_assignments(args.set)))
+        attacks = _parse_attacks(args.attack, estimator)
         source = args.defense
     else:
-        raise ValueError("give --defense NAME (train it) or --model FILE (a fitted model)")
-    X_test, y_test = load(args.dataset, "test", n=args.n, data_dir=args.data_dir,
-                          random_state=args.seed)
+        raise UsageError("give --defense NAME (train it) or --model FILE (a fitted model)")
+    if args.overwrite:
+        keep = Path(args.model).resolve() if args.model else None
+        for name in _EVALUATION_FILES:
+            path = out / name
+            if path.is_file() and path.resolve() != keep:  # never the --model being evaluated
+                path.unlink()
+    X_test, y_test = _load_split(args, "test", None)
+    if args.defense and args.resume and saved.exists():
+        estimator = _load_model(saved)
+        source = str(saved)
+    elif args.defense:
+        X, y = _load_split(args, "train", args.train_n)
+        log.info("training %s on %d %s images", args.defense, len(X), args.dataset)
+        estimator.fit(X, y)
+        _atomic_dump(estimator, saved)
+    from .evaluation import evaluate
+
+    log.info("evaluating %s on %d %s test images under %s", source,
+             min(args.test_n or len(X_test), len(X_test)), args.dataset,
+             "the adaptive ladder" if attacks is None
+             else ", ".join(a if isinstance(a, str) else a[0] for a in attacks))
     with _scheduler(args):
         report = evaluate(
-            estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
-            batch_size=args.batch_size, out_dir=out, resume=args.resume,
-            random_state=args.seed, verbose=args.verbose,
-            metadata={"dataset": args.dataset, "model": source},
+            estimator, X_test, y_test, attacks=attacks, epsilons=epsilons, n=args.test_n,
+            batch_size=args.batch_size, out_dir=out, resume=args.resume, random_state=args.seed,
+            verbose=int(args.verbosity >= 1),
+            metadata={"dataset": args.dataset, "model": source,
+                      "defense": args.defense or type(estimator).__name__},
             n_jobs=-1 if args.scheduler else None,
         )
     markdown = report.to_markdown()
@@ -291,10 +441,7 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-BASELINES = ("mlp", "cnn", "adversarial-training")
-
-
-
+# -------------------------------------------------------------------------- baselines
 def baselines_table(reports: dict, fit_seconds: dict) -> str:
     """Markdown table of worst-case robust accuracy (%) per defense and epsilon."""
     first = next(iter(reports.values()))
@@ -317,41 +464,92 @@ def baselines_table(reports: dict, fit_seconds: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_baselines(args) -> int:
-    """Train the baselines, evaluate them under FGSM and PGD, print the table, write the plot.
+def baseline_defenses() -> list:
+    """Registered defenses tagged ``"baseline"``, in registration order of the tag."""
+    entries = _registry().get_registry().entries["defense"].values()  # registration order
+    return [entry.name for entry in entries if BASELINE_CAPABILITY in entry.capabilities]
 
-    Each baseline (``mlp``, ``cnn``, ``adversarial-training`` over the MLP) is
-    trained on the dataset's training split and evaluated on its test split
-    under the ``--attack`` attacks at ``--epsilons``. The table of worst-case
-    robust accuracy is printed; ``--out`` receives ``baselines.md`` (the table
-    and every report), ``<defense>.json`` (each report) and ``robustness.png``
-    (the worst-case curves side by side).
+
+def baseline_settings(names, assignments) -> dict:
+    """Parameters of each baseline: its ``_baseline_params``, then ``--set`` on top.
+
+    ``--set key=value`` goes to every selected defense that takes ``key``;
+    ``--set name.key=value`` to defense ``name`` only. A key no selected defense
+    takes is an error.
     """
-    from .datasets import load
+    settings, known = {}, {}
+    for name in names:
+        entry = _registry().get_registry().get("defense", name)
+        settings[name] = dict(getattr(entry.factory, "_baseline_params", {}) or {})
+        default = entry.factory()
+        known[name] = default.get_params(deep=False) if hasattr(default, "get_params") else {}
+    for key, value in parse_assignments(assignments).items():
+        target, dot, param = key.rpartition(".")
+        if dot:
+            if target not in settings:
+                raise UsageError(f"--set {key}: {target!r} is not among the defenses "
+                                 f"being trained ({', '.join(names)})")
+            _check_known_params({param: value}, known[target], f"defense {target!r}")
+            settings[target][param] = value
+            continue
+        takers = [name for name in names if key in known[name]]
+        if not takers:
+            every = set().union(*known.values())
+            _check_known_params({key: value}, every, "no defense being trained")
+        for name in takers:
+            settings[name][key] = value
+    return settings
+
+
+def cmd_baselines(args) -> int:
+    """Train the baselines, evaluate them under attack, print the table, write the plot.
+
+    The baselines are the registered defenses tagged "baseline" (mlp, cnn and
+    adversarial-training over the MLP at epsilon 0.1 for the built-ins), or the
+    --defense names given. Each is trained on the dataset's training split and
+    evaluated on its test split under the --attack attacks at --epsilons.
+    --set key=value sets a parameter of every defense that takes it,
+    --set name.key=value of one. The table of worst-case robust accuracy is
+    printed; --out receives baselines.md (the table and every report),
+    <defense>.json (each report) and robustness.png (the worst-case curves side
+    by side).
+    """
+    epsilons = parse_epsilons(args.epsilons)
+    _check_positive(args.train_n, "--train-n")
+    _check_positive(args.test_n, "--test-n")
+    out = Path(args.out)
+    _check_writable(out, "--out", is_dir=True)
+    names = args.defense or baseline_defenses()
+    if not names:
+        raise UsageError('no registered defense is tagged "baseline"; name them with --defense')
+    for name in names:
+        _registry().get_registry().get("defense", name)
+    settings = baseline_settings(names, args.set)
+    estimators = {name: _make_estimator(name, _defense_params(args, name, settings[name]))
+                  for name in names}
+    attacks = {name: _parse_attacks(args.attack, estimator)
+               for name, estimator in estimators.items()}
     from .evaluation import evaluate, plot_comparison
 
-    epsilons = parse_epsilons(args.epsilons)
-    attacks = _parse_attacks(args.attack)
-    X, y = load(args.dataset, "train", n=args.n, data_dir=args.data_dir, random_state=args.seed)
-    X_test, y_test = load(args.dataset, "test", data_dir=args.data_dir)
+    X, y = _load_split(args, "train", args.train_n)
+    X_test, y_test = _load_split(args, "test", None)
     reports, fit_seconds = {}, {}
-    for name in BASELINES:
-        params = {"random_state": args.seed, "verbose": args.verbose}
-        if name == "adversarial-training":
-            params.update(network="mlp", epsilon=args.epsilon)
-        estimator = registry.make_defense(name, **params)
+    for step, (name, estimator) in enumerate(estimators.items(), start=1):
+        log.info("[%d/%d] training %s on %d %s images", step, len(names), name, len(X),
+                 args.dataset)
         start = time.perf_counter()
         estimator.fit(X, y)
         fit_seconds[name] = time.perf_counter() - start
+        log.info("[%d/%d] evaluating %s (trained in %.1f s)", step, len(names), name,
+                 fit_seconds[name])
         with _scheduler(args):
             reports[name] = evaluate(
-                estimator, X_test, y_test, attacks=attacks, epsilons=epsilons,
-                random_state=args.seed, verbose=args.verbose,
+                estimator, X_test, y_test, attacks=attacks[name], epsilons=epsilons,
+                n=args.test_n, random_state=args.seed, verbose=int(args.verbosity >= 1),
                 metadata={"dataset": args.dataset, "defense": name},
                 n_jobs=-1 if args.scheduler else None,
             )
     table = baselines_table(reports, fit_seconds)
-    out = Path(args.out)
     contents = {
         "baselines.md": ("# Baselines on " + args.dataset + "\n\n" + table + "\n\n"
                          + "\n".join(r.to_markdown() for r in reports.values())).encode(),
@@ -365,92 +563,213 @@ def cmd_baselines(args) -> int:
     return 0
 
 
-def _add_data_arguments(parser):
+# ------------------------------------------------------------------------------ doctor
+def cmd_doctor(args) -> int:
+    """Print versions, devices, threads and the installed plugins (broken ones with their error)."""
+    from .doctor import report
+
+    print(report())
+    return 0
+
+
+def _scheduler(args):
+    """The Dask backend for ``--scheduler``, or a context that changes nothing."""
+    import contextlib
+
+    if not getattr(args, "scheduler", None):
+        return contextlib.nullcontext()
+    from .cluster import dask_backend
+
+    return dask_backend(args.scheduler)
+
+
+def _scheduler_argument(parser):
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                        help="run the units of work on this Dask scheduler (pip install "
+                             "robustlearn[dask])")
+
+
+# ------------------------------------------------------------------------------ parser
+def _estimator_verbosity(args) -> int:
+    """Estimator ``verbose``: 1 (a progress bar) by default, 2 (epoch tables) with -v."""
+    return max(0, min(args.verbosity, 2))
+
+
+def _common_parser(top: bool) -> argparse.ArgumentParser:
+    """Options every subcommand takes, also accepted before the subcommand.
+
+    Only the top-level parser holds the defaults: a subcommand's parser would
+    otherwise reset an option given before the subcommand.
+    """
+    def default(value):
+        return value if top else argparse.SUPPRESS
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=default(0),
+                        help="more output: per-epoch tables (-v), tracebacks on errors (-vv)")
+    common.add_argument("-q", "--quiet", action="count", default=default(0),
+                        help="no progress output, only results and errors")
+    common.add_argument("--device", default=default(None),
+                        help="torch device for training: auto, cpu, cuda, cuda:N "
+                             "(default: each defense's own, auto)")
+    common.add_argument("--threads", type=int, default=default(None),
+                        help="CPU threads torch may use (default: torch's choice)")
+    return common
+
+
+def _data_arguments(parser, *, test_n=True):
     parser.add_argument("--dataset", default="digits", help="registered dataset (default digits)")
     parser.add_argument("--data-dir", default=None,
                         help="folder with the dataset files (default $ROBUSTLEARN_DATA)")
-    parser.add_argument("--n", type=int, default=None, help="stratified training subset size")
+    parser.add_argument("--train-n", type=int, default=None,
+                        help="stratified training subset size (default the whole split)")
+    if test_n:
+        parser.add_argument("--test-n", type=int, default=None,
+                            help="stratified test subset to evaluate on (default the whole "
+                                 "split; the whole split when it is smaller)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--verbose", type=int, default=0, help="1 shows progress bars")
+
+
+def _attack_arguments(parser):
+    parser.add_argument("--attack", action="append", metavar="NAME[:KEY=VALUE,...]",
+                        help="registered attack with optional parameters, repeatable (default "
+                             + DEFAULT_ATTACKS_HELP + ")")
+    parser.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3",
+                        help="comma-separated radii (default 0,0.05,0.1,0.2,0.3)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``robustlearn`` command."""
+    common = _common_parser(top=False)
     parser = argparse.ArgumentParser(
-        prog="robustlearn", description=_first_paragraph(sys.modules[__name__])
+        prog="robustlearn", description=_first_paragraph(sys.modules[__name__]),
+        parents=[_common_parser(top=True)],
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"robustlearn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("plugins", help=_first_paragraph(cmd_plugins))
-    p.set_defaults(func=cmd_plugins)
+    def add(name, func):
+        p = sub.add_parser(name, help=_first_paragraph(func), description=_description(func),
+                           parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("doctor", help=_first_paragraph(cmd_doctor))
-    p.set_defaults(func=cmd_doctor)
+    p = add("plugins", cmd_plugins)
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
 
-    p = sub.add_parser("fit", help=_first_paragraph(cmd_fit), description=cmd_fit.__doc__)
+    p = add("fit", cmd_fit)
     p.add_argument("--defense", required=True, help="registered defense name")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="defense parameter, repeatable")
     p.add_argument("--out", required=True,
-                   help="where to write the fitted model (.safetensors; .joblib for pickle)")
-    _add_data_arguments(p)
-    p.set_defaults(func=cmd_fit)
+                   help="where to write the fitted model: .safetensors (a safe model file) or "
+                        ".joblib/.pkl (pickle); an existing file is replaced")
+    _data_arguments(p, test_n=False)
 
-    p = sub.add_parser("evaluate", help=_first_paragraph(cmd_evaluate),
-                       description=cmd_evaluate.__doc__)
+    p = add("evaluate", cmd_evaluate)
     p.add_argument("--defense", help="registered defense to train")
-    p.add_argument("--model", help="fitted model file written by fit or robustlearn.save "
-                   "(instead of --defense; .joblib/.pkl files are unpickled)")
+    p.add_argument("--model", help="fitted model written by robustlearn fit: a safe model file "
+                                   "(.safetensors) or a pickle (.joblib), instead of --defense")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="defense parameter, repeatable")
-    p.add_argument("--attack", action="append", metavar="NAME[:KEY=VALUE,...]",
-                   help="registered attack with optional parameters, repeatable (default "
-                        + " and ".join(DEFAULT_ATTACKS) + ")")
-    p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3",
-                   help="comma-separated radii (default 0,0.05,0.1,0.2,0.3)")
+    _attack_arguments(p)
     p.add_argument("--out", required=True, help="folder for the log and the report files")
     p.add_argument("--resume", action="store_true", help="continue the evaluation logged in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="discard an evaluation already in --out and start over")
     p.add_argument("--batch-size", type=int, default=256,
                    help="examples per logged unit of work (default 256)")
-    p.add_argument("--dataset", default="digits", help="registered dataset (default digits)")
-    p.add_argument("--data-dir", default=None,
-                   help="folder with the dataset files (default $ROBUSTLEARN_DATA)")
-    p.add_argument("--n", type=int, default=None,
-                   help="stratified test subset to evaluate on (default the whole test split)")
-    p.add_argument("--train-n", type=int, default=None,
-                   help="stratified training subset for --defense (default all)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--verbose", type=int, default=0, help="1 shows progress bars")
-    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="run the units of work on this Dask scheduler (needs the dask extra)")
-    p.set_defaults(func=cmd_evaluate)
+    _scheduler_argument(p)
+    _data_arguments(p)
 
-    p = sub.add_parser("baselines", help=_first_paragraph(cmd_baselines),
-                       description=cmd_baselines.__doc__)
-    p.add_argument("--epsilon", type=float, default=0.1,
-                   help="linf radius for adversarial training (default 0.1)")
-    p.add_argument("--attack", action="append", metavar="NAME[:KEY=VALUE,...]",
-                   help="registered attack with optional parameters, repeatable (default "
-                        + " and ".join(DEFAULT_ATTACKS) + ")")
-    p.add_argument("--epsilons", default="0,0.05,0.1,0.2,0.3",
-                   help="comma-separated evaluation radii (default 0,0.05,0.1,0.2,0.3)")
+    p = add("baselines", cmd_baselines)
+    p.add_argument("--defense", action="append", metavar="NAME",
+                   help='defense to train, repeatable (default: every defense tagged "baseline")')
+    p.add_argument("--set", action="append", metavar="[DEFENSE.]KEY=VALUE",
+                   help="defense parameter, repeatable")
+    _attack_arguments(p)
     p.add_argument("--out", default="robustlearn-baselines",
-                   help="folder for the reports and the plot (default robustlearn-baselines)")
-    p.add_argument("--scheduler", metavar="tcp://HOST:PORT",
-                   help="run the evaluations' units of work on this Dask scheduler")
-    _add_data_arguments(p)
-    p.set_defaults(func=cmd_baselines)
+                   help="folder for the reports and the plot, replaced on a rerun (default "
+                        "robustlearn-baselines)")
+    _scheduler_argument(p)
+    _data_arguments(p)
+
+    add("doctor", cmd_doctor)
     return parser
+
+
+class _OneLineFormatter(logging.Formatter):
+    def format(self, record):
+        return f"robustlearn: {record.getMessage()}"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record comes (it may be replaced)."""
+
+    _robustlearn_cli = True
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _configure(args) -> None:
+    """Logging to stderr at the chosen verbosity, torch threads."""
+    level = logging.WARNING if args.verbosity <= 0 else (
+        logging.INFO if args.verbosity == 1 else logging.DEBUG)
+    logger = logging.getLogger("robustlearn")
+    if not any(getattr(h, "_robustlearn_cli", False) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(_OneLineFormatter())
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    if args.threads is not None:
+        _check_positive(args.threads, "--threads")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.device is not None:
+        from .validation import check_device
+
+        try:
+            check_device(args.device)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"--device: {exc}") from None
 
 
 def main(argv=None) -> int:
     """Entry point of the ``robustlearn`` command."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbosity = 1 + args.verbose - args.quiet
+    name = f"robustlearn {args.command}"
     try:
+        _configure(args)
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        print(f"robustlearn {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        hint = ""
+        if args.command == "evaluate":
+            hint = f"; finished batches are logged in {args.out}, rerun with --resume"
+        print(f"\n{name}: interrupted{hint}", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the traceback with -vv
+        if args.verbosity >= 3:
+            raise
+        known = (ValueError, TypeError, OSError, _registry().PluginError, ImportError)
+        message = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in message:
+            message = f"{exc.filename}: {message}"
+        message = " ".join(message.split())
+        if not isinstance(exc, known):
+            message += " (run with -vv for the traceback)"
+        print(f"{name}: error: {message}", file=sys.stderr)
         return 2
 
 

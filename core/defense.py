@@ -57,7 +57,7 @@ from .memory import inference_batch_size
 from .seeding import seed_from, torch_seed
 from .surfaces import Surface
 from .tags import DefenseTags
-from .training import DefenseNet, FittedNetMixin, TensorBatchIterator
+from .training import DefenseNet, EpochProgress, FittedNetMixin, TensorBatchIterator
 from .validation import (
     check_choice,
     check_device,
@@ -119,7 +119,9 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         Seeds weight initialisation, shuffling and any randomness of training;
         with an int, fitting on CPU is bitwise reproducible.
     verbose : int, default=0
-        0 is silent; 1 prints a per-epoch table and a progress bar.
+        0 is silent; 1 shows one progress bar over the epochs (when stderr is a
+        terminal) and logs the start and end of training to the ``robustlearn``
+        logger; 2 also prints skorch's per-epoch table and per-batch bars.
     callbacks : list of skorch callbacks or (name, callback) pairs, optional
         Extra skorch callbacks for training (``EarlyStopping``,
         ``LRScheduler``, ``Checkpoint``, ...), as skorch takes them.
@@ -307,7 +309,13 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         return X_train, y_train, X_cal
 
     def _make_net(self, module, device):
-        callbacks = [("progress", ProgressBar())] if self.verbose else []
+        # verbose=1: one bar over the epochs (on a terminal) and a log line; verbose=2 adds
+        # skorch's per-epoch table and per-batch bars
+        callbacks = []
+        if self.verbose:
+            callbacks.append(("epochs", EpochProgress(f"fit {type(self).__name__}")))
+        if self.verbose >= 2:
+            callbacks.append(("progress", ProgressBar()))
         callbacks += list(self.callbacks or [])
         return DefenseNet(
             module=module,
@@ -323,7 +331,7 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
             callbacks=callbacks,
             classes=np.arange(len(self.classes_)),
             device=str(device),
-            verbose=self.verbose,
+            verbose=int(self.verbose >= 2),
             training_objective=self._training_loss,
             **self._routed_params(),
         )

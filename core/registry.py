@@ -3,7 +3,8 @@
 Entry points of the ``robustlearn.plugins`` group are loaded one at a time: a
 plugin that fails to import, whose hook raises, or that registers a name
 already taken is skipped with one warning naming the plugin, its distribution
-and the error, and is listed as broken. Environment switches:
+and the error, and is listed as broken. The built-in plugins load first, so a
+name they register always stays theirs. Environment switches:
 
 ``ROBUSTLEARN_STRICT_PLUGINS=1``
     raise instead of warning (for plugin authors).
@@ -221,10 +222,19 @@ def _register_checked(registry: Registry, pm, plugin, name, dist, version) -> bo
     return True
 
 
+def _is_builtin(ep) -> bool:
+    """Whether an entry point is one of robustlearn's own plugins."""
+    dist = getattr(getattr(ep, "dist", None), "name", None)
+    return dist in (None, "robustlearn") and ep.value.startswith("robustlearn.")
+
+
 def _load(registry: Registry) -> None:
     pm = registry.plugin_manager
     if not _env_flag("ROBUSTLEARN_DISABLE_PLUGIN_AUTOLOAD"):
-        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+        # Built-ins load first, so a third-party plugin can never take a built-in's name:
+        # the newcomer is the one reported broken, whatever its entry-point name sorts as.
+        eps = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                     key=lambda e: (not _is_builtin(e), e.name))
         seen = set()
         for ep in eps:
             dist = getattr(ep.dist, "name", None) or "-"

@@ -9,10 +9,58 @@ avoiding the per-sample collation of a ``DataLoader`` on small images.
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import torch
 from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback
 from skorch.dataset import unpack_data
 from skorch.utils import to_device
+
+log = logging.getLogger(__name__)
+
+
+class EpochProgress(Callback):
+    """One progress bar over the epochs of a training run, naming the model.
+
+    Shown only when stderr is a terminal (a log file gets the start and end
+    lines of the ``robustlearn`` logger instead); the bar shows the epoch, the
+    training loss and the time left.
+
+    Parameters
+    ----------
+    description : str
+        What is training, e.g. ``"fit MLPClassifier"``.
+    """
+
+    def __init__(self, description="fit"):
+        self.description = description
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        from tqdm.auto import tqdm
+
+        self.start_ = len(net.history)
+        # a continued run (partial_fit, a second training phase) has no known length here
+        total = None if self.start_ else net.max_epochs
+        self.bar_ = tqdm(total=total, desc=self.description, unit="epoch",
+                         leave=False, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+        log.info("%s: %s on %d samples", self.description,
+                 f"{total} epochs" if total else "more epochs", len(X) if X is not None else 0)
+
+    def on_epoch_end(self, net, **kwargs):
+        loss = net.history[-1].get("train_loss")
+        if loss is not None:
+            self.bar_.set_postfix_str(f"loss {loss:.4g}", refresh=False)
+        self.bar_.update(1)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        self.bar_.close()
+        epochs = len(net.history) - self.start_
+        seconds = sum(row.get("dur", 0.0) for row in net.history[self.start_:])
+        loss = net.history[-1].get("train_loss") if len(net.history) else None
+        log.info("%s: %d epochs in %.1f s, final loss %s", self.description, epochs, seconds,
+                 "-" if loss is None else f"{loss:.4g}")
 
 
 class TensorBatchIterator:

@@ -7,12 +7,36 @@ parameter and what was expected, before any expensive work starts.
 from __future__ import annotations
 
 import numbers
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.utils.validation import check_array, validate_data
 
 _ACCEPTED_DTYPES = [np.float32, np.float64, np.uint8]
+
+
+class ImageRangeWarning(UserWarning):
+    """Float images given to a defense lie outside [0, 1] (for example in [0, 255])."""
+
+
+def warn_unless_unit_interval(X, estimator, atol: float = 1e-3) -> None:
+    """Warn (:class:`ImageRangeWarning`) when float images ``X`` leave [0, 1].
+
+    Defenses still run on such input, as scikit-learn estimators do on any
+    numbers, but every attack rejects it and a model trained in [0, 1] predicts
+    poorly on [0, 255] images; the warning says how to fix the input.
+    """
+    if X.size == 0:
+        return
+    lo, hi = float(np.min(X)), float(np.max(X))
+    if lo < -atol or hi > 1 + atol:
+        hint = " (divide by 255, or pass uint8 images)" if hi > 2 else ""
+        warnings.warn(
+            f"{type(estimator).__name__} expects images in [0, 1], got float values in "
+            f"[{lo:.4g}, {hi:.4g}]{hint}; attacks reject such input",
+            ImageRangeWarning, stacklevel=3,
+        )
 
 
 def _sample_ndim(X) -> int:
@@ -84,6 +108,8 @@ def check_images(X, estimator=None, *, reset: bool = False):
         arr = np.ascontiguousarray(arr).reshape(arr.shape[0], 1, *arr.shape[1:])
     if estimator is None:
         return np.ascontiguousarray(arr)
+    if scale == 1.0:
+        warn_unless_unit_interval(arr, estimator)
     n_features = int(np.prod(arr.shape[1:]))
     if reset:
         estimator.input_shape_ = tuple(int(s) for s in arr.shape[1:])

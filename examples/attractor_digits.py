@@ -95,7 +95,8 @@ def main(argv=None):
     for name, clf in models.items():
         report = robustlearn.evaluate(clf, X_test, y_test, attacks(args.steps, args.queries),
                                       epsilons=[0, 0.05, 0.1, 0.2], n=args.n_attack,
-                                      random_state=args.seed, metadata={"model": name})
+                                      random_state=args.seed,
+                                      metadata={"model": name, "dataset": "digits"})
         results[name] = report
         print(f"\n[{name}]\n{report.to_markdown()}")
     if args.out:

@@ -16,8 +16,11 @@ def read_idx(path) -> np.ndarray:
     """Read an IDX file (optionally gzip-compressed) of unsigned bytes."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path} is corrupt ({exc}); delete it and download it again") from exc
     magic = int.from_bytes(data[:4], "big")
     if magic not in _IDX_MAGIC:
         raise ValueError(f"{path} is not an IDX file of unsigned bytes (magic {magic:#010x})")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
+import sys
 import time
 
 import numpy as np
@@ -27,6 +29,8 @@ from .ladder import adaptive_attacks, missing_adaptive_attacks
 from .provenance import array_fingerprint, estimator_fingerprint, json_safe, library_versions
 from .report import RobustnessReport
 from .worst_case import attack_group, robust_correct, worst_case_correct
+
+log = logging.getLogger(__name__)
 
 #: Audit check A4 (docs/reports.md): fewer examples than this make a headline number too uncertain.
 MIN_HEADLINE_EXAMPLES = 1000
@@ -161,6 +165,16 @@ def _resolve_attacks(attacks, estimator, tags):
         if seen[spec.key] > 1:
             spec.key = f"{spec.key}#{seen[spec.key]}"
     return specs
+
+
+def check_attacks(attacks, estimator):
+    """Validate attack specs for ``estimator`` without running them (before training it).
+
+    Raises the ``ValueError``/``TypeError`` that :func:`evaluate` would raise for
+    an unknown attack, an unknown or bad parameter, or a parameter that
+    ``evaluate`` sets itself (``epsilon``). ``estimator`` may be unfitted.
+    """
+    _resolve_attacks(attacks, estimator, get_defense_tags(estimator))
 
 
 def _check_epsilons(epsilons):
@@ -531,8 +545,13 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
                                               batch) is None] if parallel else []
     pending = _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size,
                               attack_eps, detector, seed, draws) if todo else None
-    progress = tqdm(total=len(starts) * (len(specs) + 1), desc="evaluate", unit="unit",
-                    disable=not verbose, leave=False)
+    # one bar per evaluation, on a terminal only (a log file or a pipe gets the log lines)
+    label = (metadata or {}).get("defense") or type(estimator).__name__
+    log.info("evaluate %s: %d examples, %s at epsilon %s", label, n_examples,
+             ", ".join(s.key for s in specs), ", ".join(f"{e:g}" for e in epsilons))
+    progress = tqdm(total=len(starts) * (len(specs) + 1), desc=f"evaluate {label}",
+                    unit="unit", disable=not verbose or not sys.stderr.isatty(), leave=False,
+                    dynamic_ncols=True)
     try:
         for batch, lo in enumerate(starts):
             hi = min(lo + batch_size, n_examples)
@@ -573,6 +592,7 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
     finally:
         progress.close()
 
+    log.info("evaluate %s: done in %.1f s", label, time.perf_counter() - wall_start)
     # Radius 0 is the clean input for every attack.
     positive = np.array([e > 0 for e in epsilons])
     full_correct = np.repeat(clean_correct[None, None, :], len(epsilons), axis=1)
@@ -595,6 +615,9 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
                "group": spec.group, "is_minimization": spec.is_minimization,
                **_curve(robust[i], confidence),
                "detection_rate": full_flagged[i].mean(axis=1).tolist() if detector else None,
+               # the accuracy of a defense with a detector: correct, or caught by the detector
+               "correct_or_flagged": ((robust[i] | full_flagged[i]).mean(axis=1).tolist()
+                                      if detector else None),
                "seconds": float(seconds[i + 1])}
         attack_rows.append(row)
         rises = np.diff(row["accuracy"])

@@ -45,10 +45,13 @@ class RobustnessReport:
     attacks : list of dict
         One per attack: ``key`` (unique label), ``name``, ``params``, ``norm``,
         ``group``, ``is_minimization``, the curves ``accuracy``, ``n_correct``,
-        ``ci_low``, ``ci_high`` and ``detection_rate`` (fraction of adversarial
-        inputs flagged, None without a detector), and ``seconds`` of attack
-        time. An example counts as robust to an attack at a radius when it is
-        classified correctly both clean and after that attack at that radius.
+        ``ci_low``, ``ci_high``, ``detection_rate`` (fraction of adversarial
+        inputs flagged, None without a detector), ``correct_or_flagged``
+        (fraction robust or flagged, what a defense with a detector is judged
+        by against a detector-aware attack; None without a detector; absent
+        from older reports) and ``seconds`` of attack time. An example counts
+        as robust to an attack at a radius when it is classified correctly both
+        clean and after that attack at that radius.
         These curves are raw: a curve that rises with epsilon is a warning sign
         (weak optimisation or gradient masking), not smoothed away.
     worst_case : dict of str to dict

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 from robustlearn.device import resolve_device
 from robustlearn.seeding import seed_from, torch_seed
 from robustlearn.surfaces import Surface
-from robustlearn.training import FittedNetMixin, TensorBatchIterator
+from robustlearn.training import EpochProgress, FittedNetMixin, TensorBatchIterator
 from robustlearn.validation import (
     check_choice,
     check_device,
@@ -44,24 +44,30 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
     Alipour & SeyyedSalehi, arXiv 2406.10579 (2024); the purification view is
     that of MagNet's reformer (Meng & Chen, CCS 2017).
 
+    The defaults are the attractor classifier's documented configuration
+    (``params.DOCUMENTED_CONFIGURATION``: ``power`` L_eigen, 40 + 20 epochs,
+    at most 5 passes).
+
     Parameters
     ----------
     encoder_layers, decoder_layers, activation, output_activation
         Architecture; see :class:`AttractorClassifier`.
     lambda_eig, eigen_method, eigen_margin, eigen_batch_size, power_iterations, n_probes
         L_eigen settings; see :class:`AttractorClassifier`.
-    finetune_epochs : int, default=50
+    finetune_epochs : int, default=20
         Epochs with L_eigen after ``max_epochs`` epochs of reconstruction only.
-    max_iter : int, default=50
+    max_iter : int, default=5
     tol : float, default=1e-4
         Stopping rule of the iterations.
-    max_epochs : int, default=100
-    batch_size : int, default=100
+    max_epochs : int, default=40
+    batch_size : int, default=32
     lr : float, default=1e-3
     optimizer : {"adam", "adamw", "sgd"}, default="adam"
     device : str or torch.device, default="auto"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
+        As for :class:`robustlearn.BaseDefense`: 1 shows a progress bar over the
+        epochs, 2 also skorch's per-epoch table.
 
     Attributes
     ----------
@@ -83,18 +89,18 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         decoder_layers=(300, 500),
         activation="elu",
         output_activation="sigmoid",
-        lambda_eig=0.1,
-        eigen_method="exact",
-        eigen_margin=0.9,
+        lambda_eig=1.0,
+        eigen_method="power",
+        eigen_margin=0.5,
         eigen_batch_size=16,
         power_iterations=5,
         n_probes=4,
-        finetune_epochs=50,
-        max_iter=50,
+        finetune_epochs=20,
+        max_iter=5,
         tol=1e-4,
         *,
-        max_epochs=100,
-        batch_size=100,
+        max_epochs=40,
+        batch_size=32,
         lr=1e-3,
         optimizer="adam",
         device="auto",
@@ -162,7 +168,9 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
                 max_epochs=self.max_epochs, batch_size=self.batch_size, train_split=None,
                 iterator_train=TensorBatchIterator, iterator_train__shuffle=True,
                 iterator_valid=TensorBatchIterator,
-                device=str(resolve_device(self.device)), verbose=self.verbose,
+                device=str(resolve_device(self.device)), verbose=int(self.verbose >= 2),
+                callbacks=[("epochs", EpochProgress(f"fit {type(self).__name__}"))]
+                if self.verbose else [],
                 training_objective=objective,
             )
             self.net_.initialize()

@@ -1,4 +1,9 @@
-"""Registers the baseline defenses through the ``robustlearn.plugins`` entry point."""
+"""Registers the baseline defenses through the ``robustlearn.plugins`` entry point.
+
+The ``"baseline"`` capability puts a defense in ``robustlearn baselines`` (the
+README's main job); its ``_baseline_params`` class attribute, if any, are the
+settings that job trains it with.
+"""
 
 from robustlearn import hookimpl
 
@@ -13,18 +18,18 @@ def register_defenses(register):
         "mlp", MLPClassifier,
         description="Plain ReLU multilayer perceptron (undefended reference).",
         paper="-",
-        capabilities=("has_detector",),
+        capabilities=("has_detector", "baseline"),
     )
     register(
         "cnn", CNNClassifier,
         description="Small conv net (undefended reference).",
         paper="-",
-        capabilities=("has_detector",),
+        capabilities=("has_detector", "baseline"),
     )
     register(
         "adversarial-training", AdversarialTraining,
         description="PGD adversarial training over the MLP or the CNN.",
         paper="Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, "
         "ICLR 2018",
-        capabilities=("has_detector", "adversarially_trained"),
+        capabilities=("has_detector", "adversarially_trained", "baseline"),
     )

@@ -69,7 +69,7 @@ def test_plugins_command_shows_broken_plugins(plugin_env, capsys):
 
 def test_fit_parses_set_values_as_literals(tmp_path, capsys):
     out = tmp_path / "m.joblib"
-    code = cli.main(["fit", "--defense", "mlp", "--dataset", "digits", "--n", "200",
+    code = cli.main(["fit", "--defense", "mlp", "--dataset", "digits", "--train-n", "200",
                      "--set", "hidden_layer_sizes=(16,)", "--set", "optimizer=sgd",
                      "--set", "max_epochs=1", "--set", "lr=0.05", "--seed", "3",
                      "--out", str(out)])

@@ -13,7 +13,7 @@ TINY_MLP = ["--set", "hidden_layer_sizes=(32,)", "--set", "max_epochs=10"]
 
 def _evaluate(out, *extra):
     return cli.main(["evaluate", "--dataset", "digits", "--attack", "fgsm",
-                     "--attack", "linf-pgd:steps=10", "--epsilons", "0,0.1,0.3", "--n", "100",
+                     "--attack", "linf-pgd:steps=10", "--epsilons", "0,0.1,0.3", "--test-n", "100",
                      "--out", str(out), *extra])
 
 
@@ -35,7 +35,7 @@ def test_evaluate_writes_the_report_files(evaluated, capsys):
     assert report.epsilons == [0.0, 0.1, 0.3]
     assert report.worst_case["linf"]["attacks"] == ["fgsm", "linf-pgd"]
     assert report.clean["accuracy"] > 0.7  # the tiny MLP learned
-    assert report.metadata == {"dataset": "digits", "model": "mlp"}
+    assert report.metadata == {"dataset": "digits", "model": "mlp", "defense": "mlp"}
     assert (out / "report.md").read_text() == report.to_markdown()
     assert (out / "robustness.png").read_bytes()[:8] == PNG
     assert not list(out.glob("*.part"))
@@ -81,7 +81,7 @@ def test_evaluate_a_saved_model(evaluated, tmp_path, capsys):
 )
 def test_bad_arguments_write_nothing(tmp_path, capsys, args, message):
     out = tmp_path / "bad"
-    code = cli.main(["evaluate", "--n", "20", "--out", str(out), *args])
+    code = cli.main(["evaluate", "--test-n", "20", "--out", str(out), *args])
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (out / "report.json").exists()
@@ -93,9 +93,12 @@ def test_failure_while_plotting_leaves_no_report(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(RobustnessReport, "plot", broken_plot)
     out = tmp_path / "broken"
-    with pytest.raises(RuntimeError, match="disk on fire"):
-        _evaluate(out, "--defense", "mlp", "--set", "hidden_layer_sizes=(8,)",
-                  "--set", "max_epochs=1")
+    code = _evaluate(out, "--defense", "mlp", "--set", "hidden_layer_sizes=(8,)",
+                     "--set", "max_epochs=1")
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == ("robustlearn evaluate: error: RuntimeError: disk on fire "
+                   "(run with -vv for the traceback)")
     assert not any(out.glob("report.*")) and not (out / "robustness.png").exists()
 
 
@@ -110,7 +113,7 @@ def test_baselines_trains_evaluates_and_plots(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli.registry, "make_defense", small)
     out = tmp_path / "baselines"
-    code = cli.main(["baselines", "--dataset", "digits", "--n", "400", "--attack", "fgsm",
+    code = cli.main(["baselines", "--dataset", "digits", "--train-n", "400", "--attack", "fgsm",
                      "--epsilons", "0,0.1,0.3", "--out", str(out)])
     assert code == 0
     printed = capsys.readouterr().out
@@ -128,7 +131,9 @@ def test_baselines_default_is_the_main_job():
     args = cli.build_parser().parse_args(["baselines"])
     assert args.dataset == "digits" and args.out == "robustlearn-baselines"
     assert args.attack is None and args.epsilons == "0,0.05,0.1,0.2,0.3"
-    assert cli.BASELINES == ("mlp", "cnn", "adversarial-training")
+    assert cli.baseline_defenses() == ["mlp", "cnn", "adversarial-training"]
+    assert cli.baseline_settings(cli.baseline_defenses(), None) == {
+        "mlp": {}, "cnn": {}, "adversarial-training": {"network": "mlp", "epsilon": 0.1}}
     assert [cli.parse_attack(a) for a in cli.DEFAULT_ATTACKS] == [
         "fgsm", ("linf-pgd", {"steps": 40, "rel_stepsize": 0.0625})  # Madry's 2.5 eps / steps
     ]

@@ -156,6 +156,18 @@ def test_duplicate_name_skips_the_whole_later_plugin(plugin_env):
     assert reg.broken[0].plugin == "zz-dupe"
 
 
+def test_builtins_win_over_a_plugin_whose_name_sorts_first(plugin_env):
+    """A third-party entry point named to load before the built-ins cannot take ``mlp``."""
+    add_entry_points(plugin_env, FakeEntryPoint("aaa-first", defenses_plugin("aaa-first", "mlp"),
+                                                dist="aaa-dist"))
+    reg, caught = _reload_recording()
+    assert reg.get("defense", "mlp").factory is MLPClassifier
+    assert {"cnn", "adversarial-training"} <= set(reg.names("defense"))
+    assert [b.plugin for b in reg.broken] == ["aaa-first"]  # the newcomer, not "baselines"
+    assert len(caught) == 1 and "'aaa-first'" in str(caught[0].message)
+    assert "already registered by plugin 'baselines'" in str(caught[0].message)
+
+
 def test_good_fake_entry_point_is_discovered_with_its_distribution(plugin_env):
     add_entry_points(plugin_env, FakeEntryPoint("extra", defenses_plugin("extra", "extra-mlp"),
                                                 dist="extra-dist", version="0.3"))

@@ -163,6 +163,24 @@ def test_uint8_out_of_range_float_and_prediction_errors(fitted_mlp):
         robustlearn.make_defense("mlp").logits(torch.zeros(1, 1, 8, 8))
 
 
+def test_images_in_0_255_warn_in_fit_predict_and_predict_proba(fitted_mlp, digits):
+    import warnings
+
+    from robustlearn.validation import ImageRangeWarning
+
+    X, y, X_test, _ = digits
+    fresh = robustlearn.make_defense("mlp", max_epochs=1)
+    for method, args in ((fitted_mlp.predict, (255 * X_test,)),
+                         (fitted_mlp.predict_proba, (255 * X_test,)),
+                         (fresh.fit, (255 * X[:50], y[:50]))):
+        with pytest.warns(ImageRangeWarning, match=r"\[0, 1\].*divide by 255"):
+            method(*args)
+    with warnings.catch_warnings():  # images in [0, 1] and uint8 images do not warn
+        warnings.simplefilter("error", ImageRangeWarning)
+        fitted_mlp.predict(X_test)
+        fitted_mlp.predict((255 * X_test).round().astype(np.uint8))
+
+
 # -- the validation helpers themselves ---------------------------------------------------
 
 def test_check_images_shapes_and_scaling():

@@ -105,11 +105,17 @@ def test_subset_is_stratified_and_seeded(coded):
     assert len(_subset(X, y, 100, 0, notes)[0]) == 30 and "only 30" in notes[0]
 
 
-def test_progress_bar_when_verbose(coded, capsys):
+def test_progress_bar_when_verbose_on_a_terminal_only(coded, capsys, monkeypatch):
+    import sys
+
     model, X, y = coded
     robustlearn.evaluate(model, X, y, attacks=[CodedAttack()], epsilons=[0.2], verbose=1,
                          batch_size=10)
-    assert "evaluate" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # a pipe or a file gets no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    robustlearn.evaluate(model, X, y, attacks=[CodedAttack()], epsilons=[0.2], verbose=1,
+                         batch_size=10, metadata={"defense": "coded"})
+    assert "evaluate coded" in capsys.readouterr().err
 
 
 BAD_INPUTS = [

@@ -36,3 +36,23 @@ def test_attractor_digits_example(tmp_path, capsys):
     assert eigen.detect(scrambled).mean() > eigen.detect(X_test).mean() + 0.5
     assert "[purifier + mlp] clean accuracy" in capsys.readouterr().out
     assert plot.stat().st_size > 10_000
+
+
+def test_writing_a_defense_example_and_its_docs_page_agree_and_evaluate_adapts():
+    import re
+
+    source = (EXAMPLES / "noisy_equilibrium.py").read_text()
+    page = (EXAMPLES.parent / "docs" / "writing-a-defense.md").read_text()
+    block = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    defense = source.split("# --8<-- [start:defense]\n")[1].split("# --8<-- [end:defense]")[0]
+    assert block.strip() == defense.strip()
+    assert len(defense.strip().splitlines()) <= 60
+    example = load_example("noisy_equilibrium")
+    model, report = example.main(["--epochs", "8", "--n", "40", "--epsilons", "0,0.1"])
+    assert report.clean["accuracy"] > 0.6
+    chosen = [(a["name"], a["params"]) for a in report.attacks]
+    assert ("apgd-ce", {"norm": "linf", "surface": "bpda-one-step"}) in chosen
+    assert ("apgd-ce", {"norm": "linf", "surface": "noise-free"}) in chosen
+    assert any(p.get("eot_samples", 1) > 1 for _, p in chosen)
+    assert not report.warnings
+    assert report.headline["linf"][-1] < report.clean["accuracy"]

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from sklearn.base import clone
 
 import robustlearn
 from robustlearn.evaluation import adaptive_attacks
@@ -15,7 +14,7 @@ EPS = [0, 0.1]
 @pytest.fixture(scope="module")
 def split(digits):
     X, y, X_test, y_test = digits
-    return X, y, X_test[:80], y_test[:80]
+    return X, y, X_test[:50], y_test[:50]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +36,8 @@ def test_ladder_for_a_plain_model_is_apgd_and_square(fitted_mlp):
 
 def test_exact_gradient_of_the_vanishing_toy_is_useless_and_bpda_breaks_it(vanishing, split):
     _, _, X, y = split
-    exact = robustlearn.evaluate(vanishing, X, y, attacks=["apgd-ce", "square"], epsilons=EPS)
-    assert exact.warnings and "BPDA" in exact.warnings[0]
+    exact = robustlearn.evaluate(vanishing, X, y, attacks=["apgd-ce"], epsilons=EPS)
+    assert any("BPDA" in warning for warning in exact.warnings)
     chosen = robustlearn.evaluate(vanishing, X, y, epsilons=EPS)
     assert any(a["params"].get("surface") == "bpda-identity" for a in chosen.attacks)
     assert not chosen.warnings
@@ -51,16 +50,16 @@ def test_exact_gradient_of_the_vanishing_toy_is_useless_and_bpda_breaks_it(vanis
 def test_pgd_without_eot_overestimates_the_random_sign_toy_and_eot_does_not(
         random_sign, fitted_mlp, split):
     _, _, X, y = split
-    plain = robustlearn.make_attack("linf-pgd", epsilon=0.1, estimator=random_sign, steps=40,
-                                    random_state=0)
-    eot = clone(plain).set_params(eot_samples=20)
+    plain, eot = (robustlearn.make_attack("linf-pgd", epsilon=0.1, estimator=random_sign,
+                                          steps=20, random_state=0, eot_samples=k)
+                  for k in (1, 20))
     acc_plain = random_sign.score(plain.transform(X, y), y)
     acc_eot = random_sign.score(eot.transform(X, y), y)
     assert acc_plain > acc_eot + 0.15
     chosen = robustlearn.evaluate(random_sign, X, y, epsilons=EPS)
     assert any(a["params"].get("eot_samples") == 20 for a in chosen.attacks)
     assert chosen.headline["linf"][-1] <= acc_eot + 0.1
-    named = robustlearn.evaluate(random_sign, X, y, attacks=["linf-pgd", "square"], epsilons=EPS)
+    named = robustlearn.evaluate(random_sign, X, y, attacks=["fgsm"], epsilons=EPS)
     assert any("EOT" in w for w in named.warnings)
 
 

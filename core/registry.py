@@ -168,6 +168,20 @@ def _fail(registry: Registry, plugin: str, dist: str, version: str, error: str) 
     warnings.warn(message, PluginWarning, stacklevel=3)
 
 
+def _tag_capabilities(factory) -> tuple:
+    """Capabilities read from the tags of a defense built with its defaults (none if it can't be).
+
+    Building an estimator only stores its parameters, so this is cheap; the tags
+    are the one source of truth for what a defense can do, and the registry
+    lists them so that ``robustlearn plugins`` and the benchmark see them.
+    """
+    try:
+        getter = getattr(factory(), "__robustlearn_tags__", None)
+        return getter().capabilities() if getter is not None else ()
+    except Exception:  # noqa: BLE001 - a factory that needs arguments declares by hand
+        return ()
+
+
 def _collect(registry: Registry, pm, plugin, plugin_name, dist, version) -> None:
     """Call each hook of one plugin in isolation and record what it registers."""
     staged = []
@@ -179,9 +193,13 @@ def _collect(registry: Registry, pm, plugin, plugin_name, dist, version) -> None
                 raise TypeError(f"registered {_kind} name must be a non-empty str, got {name!r}")
             if not callable(factory):
                 raise TypeError(f"factory of {_kind} {name!r} must be callable")
+            capabilities = tuple(capabilities)
+            if _kind == "defense":
+                capabilities += tuple(c for c in _tag_capabilities(factory)
+                                      if c not in capabilities)
             staged.append(
                 Registration(
-                    _kind, name, factory, description, paper, tuple(capabilities),
+                    _kind, name, factory, description, paper, capabilities,
                     plugin_name, dist, version,
                 )
             )

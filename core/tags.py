@@ -24,9 +24,10 @@ class DefenseTags:
         The defense certifies robustness in this norm (``certified_radius`` and
         ``certify`` work); reports show certified accuracy beside the attacks.
     adversarially_trained : bool
-        Training used adversarial examples; reports then compare with the
-        training radius (a robust accuracy at or above the training epsilon
-        is expected, far above it is suspicious).
+        Training used adversarial examples (listed as a capability by the
+        registry and ``robustlearn plugins``, and kept in every report's
+        provenance, so leaderboards can tell trained robustness from a defense
+        mechanism).
     gradient_attacks : bool
         ``logits`` is differentiable (False for defenses attackable only by black-box attacks).
     """

@@ -19,7 +19,6 @@ def register_defenses(register):
         description="Autoencoder trained with an eigenvalue loss so training points are "
         "attractors; classifies the fixed point, flags low input/attractor correlation.",
         paper=PAPER,
-        capabilities=("iterative", "has_detector", "custom_detector"),
     )
 
 

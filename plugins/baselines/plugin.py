@@ -18,18 +18,18 @@ def register_defenses(register):
         "mlp", MLPClassifier,
         description="Plain ReLU multilayer perceptron (undefended reference).",
         paper="-",
-        capabilities=("has_detector", "baseline"),
+        capabilities=("baseline",),
     )
     register(
         "cnn", CNNClassifier,
         description="Small conv net (undefended reference).",
         paper="-",
-        capabilities=("has_detector", "baseline"),
+        capabilities=("baseline",),
     )
     register(
         "adversarial-training", AdversarialTraining,
         description="PGD adversarial training over the MLP or the CNN.",
         paper="Madry et al., Towards Deep Learning Models Resistant to Adversarial Attacks, "
         "ICLR 2018",
-        capabilities=("has_detector", "adversarially_trained", "baseline"),
+        capabilities=("baseline",),
     )

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from ..validation import check_choice, check_float, check_int
 from .base import NORMS, BaseAttack
+from .gradient import single_step
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
 
@@ -200,7 +201,8 @@ def apgd_attack(logits_fn, x, y, *, epsilon, norm, steps, loss, restarts=1, n_ta
                 eot_iter=1, rho=0.75, random_start=True, predict_fn=None):
     """APGD with restarts (and one run per target class for ``"dlr-targeted"``).
 
-    Each run attacks only the images no earlier run has fooled.
+    Each run attacks only the images no earlier run has fooled; the single-step
+    (FGSM/FGM) point is tried first, so APGD is never weaker than one step.
 
     Returns
     -------
@@ -211,6 +213,13 @@ def apgd_attack(logits_fn, x, y, *, epsilon, norm, steps, loss, restarts=1, n_ta
     x_adv = x.detach().clone()
     with torch.no_grad():
         robust = predict_fn(x) == y
+    idx = robust.nonzero()[:, 0]
+    if len(idx):
+        start = single_step(logits_fn, x[idx], y[idx], epsilon=epsilon, norm=norm)
+        with torch.no_grad():
+            fooled = predict_fn(start) != y[idx]
+        x_adv[idx[fooled]] = start[fooled]
+        robust[idx[fooled]] = False
     n_classes = None
     runs = []
     if loss == "dlr-targeted":

@@ -56,6 +56,24 @@ LOSSES = {
 }
 
 
+def single_step(logits_fn, x, y, *, epsilon, norm="linf"):
+    """The single-step point: FGSM (linf) or FGM (l2) from ``x``, clipped to [0, 1].
+
+    Iterative attacks seed their best point with it, so that they are never
+    weaker than one step of size epsilon (the check "iterative attacks beat
+    single-step ones" of Carlini et al., arXiv 1902.06705, holds by
+    construction rather than by luck of the step size).
+    """
+    x = x.detach()
+    if epsilon == 0:
+        return x.clone()
+    x_req = x.clone().requires_grad_(True)
+    loss = F.cross_entropy(logits_fn(x_req), y, reduction="sum")
+    (grad,) = torch.autograd.grad(loss, x_req)
+    step = grad.sign() if norm == "linf" else grad / _flat_norm(grad)
+    return (x + project(epsilon * step, epsilon, norm)).clamp(0.0, 1.0).detach()
+
+
 def best_of_pgd(logits_fn, x, y, *, epsilon, steps, step_size=None, norm="linf",
                 random_init=True, restarts=1, loss="ce"):
     """PGD that keeps, per example, the best point found over every step and restart.
@@ -63,8 +81,10 @@ def best_of_pgd(logits_fn, x, y, *, epsilon, steps, step_size=None, norm="linf",
     A point that is misclassified is kept as soon as it is found (later
     iterates can wander back across the boundary, and returning the last one
     would undercount the attack's success); among points that never fool, the
-    one with the highest loss is kept. Restarts after the first start from
-    fresh random points of the ball, and only for the examples not fooled yet.
+    one with the highest loss is kept. The single-step point
+    (:func:`single_step`) is a candidate too, so PGD is never weaker than FGSM.
+    Restarts after the first start from fresh random points of the ball, and
+    only for the examples not fooled yet.
 
     Parameters
     ----------
@@ -101,6 +121,7 @@ def best_of_pgd(logits_fn, x, y, *, epsilon, steps, step_size=None, norm="linf",
     best = x.clone()
     best_loss = torch.full((len(x),), -float("inf"), device=x.device)
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    everyone = torch.arange(len(x), device=x.device)
 
     def record(index, x_cand, logits):
         nonlocal best, best_loss, fooled
@@ -113,6 +134,9 @@ def best_of_pgd(logits_fn, x, y, *, epsilon, steps, step_size=None, norm="linf",
             best_loss[rows] = torch.maximum(best_loss[rows], values[take])
             fooled[rows] = fooled[rows] | wrong[take]
 
+    start = single_step(logits_fn, x, y, epsilon=epsilon, norm=norm)
+    with torch.no_grad():
+        record(everyone, start, logits_fn(start))
     for restart in range(restarts):
         index = (~fooled).nonzero()[:, 0]
         if len(index) == 0:

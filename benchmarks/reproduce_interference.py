@@ -69,13 +69,15 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--datasets", nargs="+", default=["mnist", "cifar10"])
     p.add_argument("--n-train", type=int, default=3000)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--channels", type=int, nargs="+", default=[16, 32])
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--n-attack", type=int, default=100)
-    p.add_argument("--n-eot", type=int, default=60, help="images for EOT-PGD with 20 draws")
+    p.add_argument("--n-eot", type=int, default=50, help="images for EOT-PGD with 20 draws")
     p.add_argument("--n-eot200", type=int, default=12, help="images for EOT-PGD with 200 draws")
     p.add_argument("--steps", type=int, default=10, help="PGD steps")
+    p.add_argument("--rel-stepsize", type=float, default=None,
+                   help="PGD step relative to eps (default 2.5 / steps)")
     p.add_argument("--draws", type=int, default=5, help="inference draws per evaluation")
     p.add_argument("--models-dir", default="benchmarks/results/models")
     p.add_argument("--out", default="benchmarks/results/interference")
@@ -199,7 +201,8 @@ def evaluate_dataset(name, args, log):
     for label, model, extra, Xa, ya in runs:
         start = time.perf_counter()
         attack = robustlearn.make_attack("linf-pgd", epsilon=epsilons, estimator=model,
-                                         steps=args.steps, random_state=args.seed, **extra)
+                                         steps=args.steps, rel_stepsize=args.rel_stepsize,
+                                         random_state=args.seed, **extra)
         adv = attack.generate(Xa, ya)
         timings[label] = time.perf_counter() - start
         if label.startswith("(b)"):
@@ -210,8 +213,8 @@ def evaluate_dataset(name, args, log):
         n200 = min(args.n_eot200, n_eot)
         start = time.perf_counter()
         attack = robustlearn.make_attack("linf-pgd", epsilon=epsilons[-1], estimator=inn,
-                                         steps=args.steps, eot_samples=40,
-                                         random_state=args.seed)
+                                         steps=args.steps, rel_stepsize=args.rel_stepsize,
+                                         eot_samples=40, random_state=args.seed)
         X_adv = attack.transform(X_test[:n200], y_test[:n200])
         timings["(b) EOT-PGD, 200 draws"] = time.perf_counter() - start
         record("(b) EOT-PGD, 200 draws", epsilons[-1], X_adv, y_test[:n200], True)

@@ -114,7 +114,7 @@ def test_eot_pgd_through_the_vote_beats_the_fixed_draw_transfer(fitted_inn, digi
     (dict(backgrounds=0), ValueError, "backgrounds"),
     (dict(backgrounds=np.zeros((0, 64))), ValueError, "backgrounds"),
     (dict(n_votes=0), ValueError, "n_votes"),
-    (dict(n_checkpoints=5, max_epochs=3), ValueError, "n_checkpoints"),
+    (dict(n_checkpoints=0), ValueError, "n_checkpoints"),
     (dict(voting="majority"), ValueError, "voting"),
     (dict(test_noise=1), TypeError, "test_noise"),
     (dict(architecture="vgg"), ValueError, "architecture"),
@@ -125,6 +125,13 @@ def test_invalid_parameters_are_rejected_before_training(digits, params, error, 
     X, y, _, _ = digits
     with pytest.raises(error, match=match):
         InterferenceClassifier(**{**FAST, **params}).fit(X[:40], y[:40])
+
+
+def test_short_training_votes_over_the_checkpoints_it_has(digits):
+    X, y, _, _ = digits
+    clf = InterferenceClassifier(**{**FAST, "max_epochs": 1, "n_checkpoints": 3}).fit(X[:100],
+                                                                                      y[:100])
+    assert clf.checkpoint_epochs_ == [1] and len(clf.checkpoints_) == 1
 
 
 def test_fixed_backgrounds_and_a_resnet_backbone(digits):

@@ -171,32 +171,47 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.callbacks = callbacks
+        # stored as given (scikit-learn's contract: __init__ never validates); fit rejects
+        # names that are not routed with a TypeError naming them
         for key, value in kwargs.items():
-            _check_routed(type(self), key)
             setattr(self, key, value)
 
     # ------------------------------------------------------------ parameters
     @classmethod
     def _get_param_names(cls):
-        """Parameters of every ``__init__`` from this class up to :class:`BaseDefense`."""
+        """Parameters of this class's ``__init__`` and of every ``__init__`` its ``**kwargs``
+        reach up to :class:`BaseDefense` (a subclass that lists every parameter itself, with
+        no ``**kwargs``, has exactly its own signature, as in plain scikit-learn)."""
+        import inspect
+
         names = set()
         for klass in cls.__mro__:
-            if "__init__" in vars(klass) and issubclass(klass, BaseDefense):
-                names.update(super(BaseDefense, klass)._get_param_names.__func__(klass))
-            if klass is BaseDefense:
+            if "__init__" not in vars(klass) or not issubclass(klass, BaseDefense):
+                continue
+            init = inspect.signature(klass.__init__).parameters.values()
+            names.update(p.name for p in init if p.name != "self"
+                         and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+            if klass is BaseDefense or not any(p.kind == p.VAR_KEYWORD for p in init):
                 break
         return sorted(names)
 
+    def _extra_params(self) -> dict:
+        """Keyword parameters beyond the declared ones (routed ones, or mistakes ``fit`` names)."""
+        declared = set(self._get_param_names())
+        return {k: v for k, v in vars(self).items()
+                if k not in declared and not k.startswith("_") and not k.endswith("_")}
+
     def _routed_params(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k.startswith(ROUTED_PREFIXES)}
+        return {k: v for k, v in self._extra_params().items() if k.startswith(ROUTED_PREFIXES)}
 
     def get_params(self, deep=True):
         """Parameters of this defense, the routed ``optimizer__*`` etc. included."""
-        return {**super().get_params(deep=deep), **self._routed_params()}
+        return {**super().get_params(deep=deep), **self._extra_params()}
 
     def set_params(self, **params):
         """Set parameters, accepting routed ``optimizer__*``/``callbacks__*`` names too."""
-        for key in [k for k in params if k.startswith(ROUTED_PREFIXES)]:
+        extra = self._extra_params()
+        for key in [k for k in params if k.startswith(ROUTED_PREFIXES) or k in extra]:
             setattr(self, key, params.pop(key))
         return super().set_params(**params)
 
@@ -207,6 +222,8 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
 
     def _validate_params(self):
         """Check the shared parameters; subclasses extend this for their own."""
+        for key in self._extra_params():
+            _check_routed(type(self), key)
         check_int(self.max_epochs, "max_epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
         check_float(self.lr, "lr", low=0, low_open=True)

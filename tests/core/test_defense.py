@@ -307,10 +307,12 @@ def test_routed_parameters_survive_clone_and_reach_the_optimizer(name, data):
         assert copy.net_.optimizer_.param_groups[0]["weight_decay"] == 2e-3
 
 
-def test_unknown_keyword_is_a_clear_type_error(name):
+def test_unknown_keyword_is_a_clear_type_error_before_training(name, data):
     cls = get_registry().get("defense", name).factory
+    est = cls(lerning_rate=0.1)  # scikit-learn's contract: __init__ stores, fit validates
     with pytest.raises(TypeError, match="unexpected parameter 'lerning_rate'"):
-        cls(lerning_rate=0.1)
+        est.fit(*data)
+    assert not hasattr(est, "module_")
 
 
 def test_set_params_round_trip(name):

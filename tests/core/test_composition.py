@@ -17,8 +17,8 @@ def quantise(X):
 
 
 def mlp(**params):
-    return robustlearn.make_defense("mlp", hidden_layer_sizes=(64,), max_epochs=20,
-                                    random_state=0, device="cpu", **params)
+    settings = dict(hidden_layer_sizes=(64,), max_epochs=20, random_state=0, device="cpu")
+    return robustlearn.make_defense("mlp", **{**settings, **params})
 
 
 @pytest.fixture(scope="module")

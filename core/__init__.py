@@ -7,6 +7,7 @@ scikit-learn transformers, and both come from plugins discovered through the
 
 from . import datasets, metrics
 from .attacks import make_attack
+from .audit import audit
 from .defense import BaseDefense
 from .evaluation import evaluate
 from .hookspecs import hookimpl
@@ -37,6 +38,7 @@ __all__ = [
     "DefenseTags",
     "Surface",
     "__version__",
+    "audit",
     "datasets",
     "evaluate",
     "get_defense_tags",

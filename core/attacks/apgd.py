@@ -281,6 +281,8 @@ class APGD(BaseAttack):
         self.steps = steps
         self.restarts = restarts
         self.n_target_classes = n_target_classes
+        # AutoAttack's name for eot_samples; stored so that get_params and clone work
+        self.eot_iter = eot_iter
         self.rho = rho
         self.random_start = random_start
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
@@ -303,7 +305,8 @@ class APGD(BaseAttack):
         return torch.stack([
             apgd_attack(victim.logits, x, labels, epsilon=eps, norm=self.norm, steps=self.steps,
                         loss=self.loss, restarts=self.restarts,
-                        n_target_classes=self.n_target_classes, eot_iter=self.eot_samples,
+                        n_target_classes=self.n_target_classes,
+                        eot_iter=max(self.eot_samples, self.eot_iter),
                         rho=self.rho, random_start=self.random_start)
             for eps in epsilons
         ])

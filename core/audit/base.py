@@ -286,7 +286,7 @@ def margin_of(estimator, X, y, surface="default"):
 
 
 def run_accuracy(ctx, key, eps=None) -> float:
-    """Robust accuracy of one recorded run at ``eps`` (default the audit's): clean and not fooled."""
+    """Robust accuracy of one run at ``eps`` (default the audit's): clean and not fooled."""
     run = ctx.runs[key]
     eps = ctx.epsilon if eps is None else eps
     k = min(range(len(run["eps"])), key=lambda i: abs((run["eps"][i] or 0) - eps))

@@ -36,7 +36,7 @@ BALL_RTOL = 1e-6
 #: shared/evaluation.md.
 BUDGETS = {
     "quick": dict(
-        n=100, steps=25, ladder_steps=(10, 25), doubling=(25, 50), restarts=(1, 2),
+        n=100, steps=50, ladder_steps=(10, 50), doubling=(50, 100), restarts=(1, 3),
         stepsizes=(0.25, 0.1), square_queries=300, noise_n=50, noise_samples=100,
         fab_steps=30, eps_factors=(0.25, 0.5, 1.0, 2.0), binarization_samples=6,
         inner_points=49, grad_points=20, grad_directions=16, eot=(1, 4, 8), repeats=5,

@@ -70,10 +70,12 @@ def check_e2(ctx):
     if not _applies(ctx):
         return CheckResult("E2", "Forward convergence", SKIP, "not iterative")
     report = getattr(ctx.estimator, "convergence_report", None)
+    if report is None and hasattr(ctx.estimator, "fixed_points"):
+        report = _fixed_point_report(ctx)
     if report is None:
         return CheckResult("E2", "Forward convergence", SKIP,
-                           "the defense exposes no convergence_report(X); check its solver "
-                           "residuals by hand")
+                           "the defense exposes neither convergence_report(X) nor "
+                           "fixed_points(X); check its solver residuals by hand")
     clean = report(ctx.X)
     adv = ctx.adv_cache.get("apgd-ce")
     ev = {"clean": clean, "adversarial": report(adv) if adv is not None else None}
@@ -84,7 +86,24 @@ def check_e2(ctx):
                            f"adversarial inputs hit max_iter {rate_a:.1%} vs clean {rate_c:.1%}",
                            ev)
     return CheckResult("E2", "Forward convergence", PASS,
-                       f"max_iter reached on {rate_c:.1%} clean, {rate_a:.1%} adversarial", ev)
+                       f"max_iter reached on {rate_c:.1%} clean, {rate_a:.1%} adversarial "
+                       "(APGD-CE) inputs", ev)
+
+
+def _fixed_point_report(ctx):
+    """Convergence summary from a defense's ``fixed_points(X) -> (x_K, passes, residual)``."""
+    name, T = _depth_param(ctx)
+
+    def report(X):
+        _, passes, residual = ctx.estimator.fixed_points(X)
+        passes = np.asarray(passes)
+        out = {"median_passes": float(np.median(passes)),
+               "median_residual": float(np.median(residual))}
+        if T is not None:
+            out["hit_max_iter_rate"] = float((passes >= T).mean())
+        return out
+
+    return report
 
 
 def check_e3(ctx):

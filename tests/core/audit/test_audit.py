@@ -11,11 +11,18 @@ from robustlearn.audit import ORDER, AuditReport
 from .conftest import SilentSuccessAttack
 
 
+#: The quick budget with shorter attacks, to keep the suite fast (every check still runs).
+LIGHT = dict(steps=25, ladder_steps=(10, 25), doubling=(25, 50), restarts=(1, 2),
+             square_queries=200, fab_steps=20, n=80)
+
+
 @pytest.fixture(scope="module")
 def plain_report(fitted_mlp, test_split, tmp_path_factory):
     X, y = test_split
     out = tmp_path_factory.mktemp("plain-audit")
-    return robustlearn.audit(fitted_mlp, X, y, epsilon=0.1, budget="quick", out_dir=out), out
+    report = robustlearn.audit(fitted_mlp, X, y, epsilon=0.1, budget="quick", out_dir=out,
+                               **LIGHT)
+    return report, out
 
 
 def test_plain_mlp_passes_every_check(plain_report):
@@ -95,7 +102,7 @@ def test_detector_needs_the_joint_attack(planted, test_split):
 def test_silent_success_attack_is_flagged(fitted_mlp, test_split):
     X, y = test_split
     report = robustlearn.audit(fitted_mlp, X, y, epsilon=0.1, checks=["B5"],
-                               attacks=[SilentSuccessAttack()])
+                               attacks=[SilentSuccessAttack()], **LIGHT)
     assert _status(report, "B5") == "FAIL"
     ev = report.check("B5")["evidence"]
     assert ev["user-0-SilentSuccessAttack"]["silent"] > 0
@@ -104,14 +111,16 @@ def test_silent_success_attack_is_flagged(fitted_mlp, test_split):
 
 def test_resume_reuses_cached_checks(fitted_mlp, test_split, tmp_path):
     X, y = test_split
-    first = robustlearn.audit(fitted_mlp, X, y, epsilon=0.1, checks=["B1"], out_dir=tmp_path)
+    first = robustlearn.audit(fitted_mlp, X, y, epsilon=0.1, checks=["B1"], out_dir=tmp_path,
+                              **LIGHT)
     cached = tmp_path / "checks" / "B1.json"
     stamp = cached.stat().st_mtime_ns
-    second = robustlearn.audit(fitted_mlp, X, y, epsilon=0.1, checks=["B1"], out_dir=tmp_path)
+    second = robustlearn.audit(fitted_mlp, X, y, epsilon=0.1, checks=["B1"], out_dir=tmp_path,
+                               **LIGHT)
     assert cached.stat().st_mtime_ns == stamp
     assert second.headline == first.headline
     # another configuration is another fingerprint: recomputed
-    robustlearn.audit(fitted_mlp, X, y, epsilon=0.05, checks=["B1"], out_dir=tmp_path)
+    robustlearn.audit(fitted_mlp, X, y, epsilon=0.05, checks=["B1"], out_dir=tmp_path, **LIGHT)
     assert cached.stat().st_mtime_ns != stamp
 
 

@@ -10,7 +10,6 @@ from robustlearn.audit import ORDER, AuditReport
 
 from .conftest import SilentSuccessAttack
 
-
 #: The quick budget with shorter attacks, to keep the suite fast (every check still runs).
 LIGHT = dict(steps=25, ladder_steps=(10, 25), doubling=(25, 50), restarts=(1, 2),
              square_queries=200, fab_steps=20, n=80)

@@ -119,14 +119,19 @@ class AuditReport:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         radii = sorted({e for r in self.runs.values() if r["group"] == norm
                         for e in r["eps"] if e is not None} | {0.0})
+        single = 0
         for key, run in self.runs.items():
             if run["group"] != norm:
                 continue
-            pts = [(e, float((clean & np.asarray(row, bool)).mean()))
-                   for e, row in zip(run["eps"], run["correct"]) if e is not None]
-            pts = [(0.0, float(clean.mean()))] + sorted(pts)
-            ax.plot(*zip(*pts), marker=".", lw=0.8, alpha=0.6, label=key if len(pts) > 2
-                    else None)
+            pts = sorted((e, float((clean & np.asarray(row, bool)).mean()))
+                         for e, row in zip(run["eps"], run["correct"]) if e is not None)
+            if len(pts) > 1:  # a sweep: a curve from the clean accuracy
+                ax.plot(*zip(*([(0.0, float(clean.mean()))] + pts)), marker=".", lw=1,
+                        label=key)
+            elif pts:  # one radius: a point
+                ax.scatter(*zip(*pts), s=14, alpha=0.6, color="tab:grey",
+                           label=None if single else "single-radius attack runs")
+                single += 1
         worst = []
         for r in radii:
             robust = clean.copy()

@@ -82,7 +82,7 @@ def check_b1(ctx):
                            f"iterative attacks weaker than the single step: {weaker}", ev,
                            reduced)
     return CheckResult("B1", "Attack ladder", PASS,
-                       " > ".join(f"{k} {v:.1%}" for k, v in accs.items()), ev, reduced)
+                       ", ".join(f"{k} {v:.1%}" for k, v in accs.items()), ev, reduced)
 
 
 def check_b2(ctx):

@@ -153,11 +153,15 @@ class AuditContext:
         return hasattr(self.estimator, "attack_surfaces") and self.tags.gradient_attacks
 
     def eot_params(self, name) -> dict:
-        """EOT for a stochastic defense (AutoAttack 'rand' uses 20 samples; quick fewer)."""
+        """EOT for a defense tagged stochastic: the budget's second EOT setting.
+
+        That is 20 samples under ``full``, as AutoAttack's "rand" version uses,
+        and 4 under ``quick``; check D2 sweeps the others.
+        """
         if not self.tags.stochastic or name in ("square", "fgsm"):
             return {}
-        return {"eot_samples": int(self.budget["eot"][-2] if len(self.budget["eot"]) > 2
-                                   else self.budget["eot"][-1])}
+        eot = self.budget["eot"]
+        return {"eot_samples": int(eot[1] if len(eot) > 1 else eot[0])}
 
     def make(self, name, **params):
         return make_attack(name, estimator=params.pop("estimator", self.estimator), **params)

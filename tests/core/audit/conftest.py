@@ -22,7 +22,7 @@ from robustlearn.attacks.base import BaseAttack
 from robustlearn.plugins.baselines import MLPClassifier
 from robustlearn.tags import DefenseTags
 
-FAST = dict(hidden_layer_sizes=(64,), max_epochs=20, random_state=0, device="cpu")
+FAST = dict(hidden_layer_sizes=(64,), max_epochs=15, random_state=0, device="cpu")
 
 
 class QuantisedMLP(MLPClassifier):
@@ -97,7 +97,8 @@ def planted(digits):
     X, y, _, _ = digits
     models = {}
     for name, cls in (("quantised", QuantisedMLP), ("noisy", NoisyMLP),
-                      ("probability", ProbabilityMLP), ("detector", BorderDetectorMLP)):
+                      ("probability", ProbabilityMLP), ("detector", BorderDetectorMLP),
+                      ("declared-noisy", DeclaredNoisyMLP)):
         models[name] = cls(**FAST).fit(X, y)
     return models
 
@@ -106,3 +107,10 @@ def planted(digits):
 def test_split(digits):
     _, _, X_test, y_test = digits
     return np.asarray(X_test), np.asarray(y_test)
+
+
+class DeclaredNoisyMLP(NoisyMLP):
+    """The same noisy MLP, with its randomness declared."""
+
+    def __robustlearn_tags__(self):
+        return DefenseTags(stochastic=True)

@@ -83,6 +83,22 @@ def test_stochastic_defense_without_eot_is_flagged(planted, test_split):
     assert "stochastic=False" in report.check("D1")["message"]
 
 
+def test_declared_stochastic_defense_gets_eot_and_repeated_inference(planted, test_split):
+    X, y = test_split
+    pgd = robustlearn.make_attack("linf-pgd", steps=10)  # named without EOT
+    report = robustlearn.audit(planted["declared-noisy"], X, y, epsilon=0.1,
+                               checks=["D1", "D2", "D3", "D4"], attacks=[pgd], steps=10,
+                               eot=(1, 2, 4), n=60)
+    assert _status(report, "D1") == "PASS"
+    d2 = report.check("D2")["evidence"]
+    assert set(d2["accuracy_by_eot"]) == {"1", "2", "4"}
+    assert d2["named_without_eot"] == ["LinfPGD"]
+    assert _status(report, "D3") in ("PASS", "FAIL")
+    d4 = report.check("D4")["evidence"]
+    assert d4["worst_of_R"] <= d4["mean_of_R"]
+    assert any(key.startswith("repeated-inference") for key in report.runs)
+
+
 def test_probabilities_are_flagged(planted, test_split):
     X, y = test_split
     report = robustlearn.audit(planted["probability"], X, y, epsilon=0.1, checks=["A3"])

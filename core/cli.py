@@ -15,6 +15,10 @@ Subcommands
     write the plot.
 ``robustlearn doctor``
     Print versions, devices, threads and the installed plugins (broken ones with their error).
+``robustlearn audit --defense NAME --dataset NAME [--set ...] [--budget quick|full] --out DIR``
+    Audit one defense against checks A-G; write audit.md, audit.json and audit.png.
+``robustlearn benchmark --dataset NAME [--budget quick|full] [--out DIR]``
+    Train and audit every installed defense; write leaderboard.md and index.html.
 
 Every argument, defense parameter and attack spec is checked before anything is
 trained; an error is one line on stderr (``-vv`` shows the traceback) and exit
@@ -563,6 +567,113 @@ def cmd_baselines(args) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------- audit
+def cmd_audit(args) -> int:
+    """Audit a defense against the evaluation canon (checks A-G); write audit.md/.json/.png.
+
+    The defense is trained on the dataset's training split (``--defense`` with
+    its defaults, ``--train quick`` for its fast test configuration, ``--set``
+    overrides) or loaded with ``--model``, then audited on the test split
+    (``robustlearn.audit``). Each check's result is cached under
+    ``DIR/checks/``, so rerunning the same command resumes where it stopped.
+    """
+    from .audit import audit
+    from .audit.benchmark import DEFAULT_EPSILON, training_params
+    from .datasets import load
+
+    if bool(args.model) == bool(args.defense):
+        raise UsageError("give --defense NAME (train it) or --model FILE (a fitted model)")
+    out = Path(args.out)
+    saved = out / "model.joblib"
+    if args.model:
+        estimator = _load_model(args.model)
+    elif saved.exists() and not args.no_resume:
+        estimator = _load_model(saved)
+    else:
+        params = training_params(args.defense, args.train, parse_assignments(args.set))
+        params.setdefault("random_state", args.seed)
+        estimator = _registry().make_defense(args.defense, **params)
+        X, y = load(args.dataset, "train", n=args.train_n, data_dir=args.data_dir,
+                    random_state=args.seed)
+        estimator.fit(X, y)
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_dump(estimator, saved)
+    X_test, y_test = load(args.dataset, "test", data_dir=args.data_dir)
+    epsilon = args.epsilon if args.epsilon is not None else DEFAULT_EPSILON.get(args.dataset, 0.1)
+    checks = args.checks.split(",") if args.checks else None
+    report = audit(estimator, X_test, y_test, epsilon, norm=args.norm, budget=args.budget,
+                   n=args.n, out_dir=out, resume=not args.no_resume, random_state=args.seed,
+                   verbose=int(args.verbosity >= 1), checks=checks)
+    print(report.to_markdown())
+    print(f"wrote {out / 'audit.md'}, {out / 'audit.json'}, {out / 'audit.png'}")
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    """Train and audit every installed defense; write a leaderboard (markdown and HTML).
+
+    Every defense the registry lists (third-party plugins included), or those
+    named with ``--defense``, is trained (``--train quick``: its fast test
+    configuration, the default under ``--budget quick``) and audited on the
+    dataset's test split; ``--out`` receives ``leaderboard.md``,
+    ``index.html`` (with each defense's plot) and one audit folder per defense.
+    """
+    from .audit.benchmark import benchmark
+
+    params = {}
+    for item in args.set or ():
+        name, sep, assignment = item.partition(":")
+        if not sep:
+            raise UsageError(f"benchmark --set expects DEFENSE:KEY=VALUE, got {item!r}")
+        params.setdefault(name, {}).update(parse_assignments([assignment]))
+    rows = benchmark(args.dataset, defenses=args.defense, budget=args.budget,
+                     epsilon=args.epsilon, norm=args.norm, train=args.train, params=params,
+                     out_dir=args.out, data_dir=args.data_dir, train_n=args.train_n, n=args.n,
+                     random_state=args.seed, verbose=int(args.verbosity >= 1),
+                     checks=args.checks.split(",") if args.checks else None,
+                     resume=not args.no_resume)
+    print((Path(args.out) / "leaderboard.md").read_text())
+    print(f"wrote {Path(args.out) / 'leaderboard.md'} and {Path(args.out) / 'index.html'}")
+    return 0 if all(r["status"] != "ERROR" for r in rows) else 1
+
+
+def add_audit_parsers(add) -> None:
+    """Add the ``audit`` and ``benchmark`` subcommands (``add(name, func)`` makes a subparser)."""
+    def common(p):
+        p.add_argument("--dataset", default="digits", help="registered dataset (default digits)")
+        p.add_argument("--data-dir", default=None,
+                       help="folder with the dataset files (default $ROBUSTLEARN_DATA)")
+        p.add_argument("--epsilon", type=float, default=None,
+                       help="radius (default per dataset: digits 0.1, mnist 0.3, ...)")
+        p.add_argument("--norm", default="linf", choices=("linf", "l2"))
+        p.add_argument("--budget", default="quick", choices=("quick", "full"))
+        p.add_argument("--train", default=None, choices=("quick", "defaults"),
+                       help="train with the defense's fast test configuration or its "
+                            "defaults (default quick under --budget quick)")
+        p.add_argument("--n", type=int, default=None, help="test examples (default: budget's)")
+        p.add_argument("--train-n", type=int, default=None, help="training subset size")
+        p.add_argument("--checks", default=None, help="comma-separated check ids (default all)")
+        p.add_argument("--no-resume", action="store_true",
+                       help="recompute every check even if --out holds cached results")
+        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+    p = add("audit", cmd_audit)
+    p.add_argument("--defense", help="registered defense to train")
+    p.add_argument("--model", help="fitted model written by robustlearn fit (instead of --defense)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="defense parameter, repeatable")
+    p.add_argument("--out", required=True, help="folder for the audit files and cache")
+    common(p)
+
+    p = add("benchmark", cmd_benchmark)
+    p.add_argument("--defense", action="append", help="only these defenses (repeatable)")
+    p.add_argument("--set", action="append", metavar="DEFENSE:KEY=VALUE",
+                   help="parameter of one defense, repeatable")
+    p.add_argument("--out", default="robustlearn-benchmark",
+                   help="folder for the leaderboard and the audits")
+    common(p)
+
+
 # ------------------------------------------------------------------------------ doctor
 def cmd_doctor(args) -> int:
     """Print versions, devices, threads and the installed plugins (broken ones with their error)."""
@@ -695,6 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_arguments(p)
 
     add("doctor", cmd_doctor)
+    add_audit_parsers(add)
     return parser
 
 

@@ -134,13 +134,17 @@ def apgd(logits_fn, x0, y, *, epsilon, norm="linf", steps=100, loss="ce", target
         return x0.detach().clone()
     x0 = x0.detach()
 
-    def loss_and_grad(x):
-        grad = torch.zeros_like(x)
-        total = torch.zeros(x.shape[0], device=x.device)
+    def loss_and_grad(x, rows=None):
+        """Loss, gradient and logits at ``x``, computed only for ``rows`` (default all)."""
+        ys = y if rows is None else y[rows]
+        ts = target if rows is None or target is None else target[rows]
+        xs = x if rows is None else x[rows]
+        grad = torch.zeros_like(xs)
+        total = torch.zeros(xs.shape[0], device=x.device)
         for _ in range(eot_iter):
-            x_req = x.clone().requires_grad_(True)
+            x_req = xs.clone().requires_grad_(True)
             logits = logits_fn(x_req)
-            values = _per_sample_loss(logits, y, loss, target)
+            values = _per_sample_loss(logits, ys, loss, ts)
             (g,) = torch.autograd.grad(values.sum(), x_req)
             grad += g
             total += values.detach()
@@ -163,9 +167,26 @@ def apgd(logits_fn, x0, y, *, epsilon, norm="linf", steps=100, loss="ce", target
                 z = _project(x0, x_k + alpha * (z - x_k) + (1 - alpha) * (x_k - x_prev),
                              epsilon, norm)
             x_prev, x_k = x_k, z
-        loss_new, grad, logits = loss_and_grad(x_k)
+        # Images already fooled keep their first adversarial iterate (x_fooled), whatever
+        # later steps do, so only the others are run through the model: the returned images
+        # are the same, every image's own trajectory is unchanged, and the cost of a step
+        # falls with the number of images still to fool. With EOT (a random model) later
+        # iterates may fool more draws than the first lucky one, so every image keeps going.
+        active = (~fooled).nonzero()[:, 0] if eot_iter == 1 else torch.arange(
+            x0.shape[0], device=x0.device)
+        if len(active) == 0:
+            break
+        every = len(active) == x0.shape[0]
+        loss_a, grad_a, logits_a = loss_and_grad(x_k, None if every else active)
         with torch.no_grad():
-            now_fooled = logits.argmax(1) != y
+            if every:
+                loss_new, grad = loss_a, grad_a
+                now_fooled = logits_a.argmax(1) != y
+            else:
+                loss_new, grad = loss_k.clone(), grad.clone()
+                loss_new[active], grad[active] = loss_a, grad_a
+                now_fooled = torch.zeros_like(fooled)
+                now_fooled[active] = logits_a.argmax(1) != y[active]
             x_fooled = torch.where(_view(now_fooled, x0), x_k, x_fooled)
             fooled |= now_fooled
             n_increase += (loss_new > loss_k).float()
@@ -312,7 +333,8 @@ class APGD(BaseAttack):
         return torch.stack([
             apgd_attack(victim.logits, x, labels, epsilon=eps, norm=self.norm, steps=self.steps,
                         loss=self.loss, restarts=self.restarts,
-                        n_target_classes=self.n_target_classes, eot_iter=self.eot_samples,
+                        n_target_classes=self.n_target_classes,
+                        eot_iter=self.eot_samples,
                         rho=self.rho, random_start=self.random_start)
             for eps in epsilons
         ])

@@ -138,8 +138,8 @@ def percent(mask):
 
 
 # -------------------------------------------------------------- one dataset
-def run_dataset(args, dataset, results, save):
-    r = results.setdefault(dataset, {})
+# Results are keyed by str(T) and str(epsilon) so that they survive a JSON round trip.
+def run_dataset(args, dataset, r, save):
     X, y = robustlearn.load_dataset(dataset, "train", n=args.n_train, data_dir=args.data_dir,
                                     random_state=args.seed)
     X_test, y_test = robustlearn.load_dataset(dataset, "test", n=args.n_test,
@@ -149,14 +149,14 @@ def run_dataset(args, dataset, results, save):
     Xa, ya = X_test[:args.n_attack], y_test[:args.n_attack]
     Ts = sorted(args.Ts)
     T_main = max(Ts)
+    eps = args.epsilons
     models, r["train_seconds"], r["clean"] = {}, {}, {}
     for T in [0] + Ts:
         models[T], seconds = fit_or_load(args, dataset, T, X, y)
-        r["train_seconds"][T] = seconds
-        r["clean"][T] = percent(predict(models[T], X_test) == y_test)
-        log(f"{dataset} T={T} clean {r['clean'][T]:.2f}")
-    save()
-    eps = args.epsilons
+        r["train_seconds"][str(T)] = seconds
+        r["clean"][str(T)] = percent(predict(models[T], X_test) == y_test)
+        log(f"{dataset} T={T} clean {r['clean'][str(T)]:.2f}")
+        save()
 
     # the paper's protocol on n_attack images: MLP and the main model
     r["apgd"], r["corr_shift"] = {}, {}
@@ -166,158 +166,182 @@ def run_dataset(args, dataset, results, save):
         correct, advs = nested_attack(models[T], models[T].logits, Xa, ya, eps, args.steps,
                                       args.seed)
         protocol[T] = (correct, advs)
-        r["apgd"][T] = {str(e): percent(c) for e, c in zip(eps, correct)}
-        r["corr_shift"][T] = {str(e): correlation_shift(models[T], Xa, a)
-                              for e, a in zip(eps, advs)}
-        log(f"{dataset} T={T} APGD-CE-{args.steps} on {len(Xa)}: {r['apgd'][T]} "
+        r["apgd"][str(T)] = {str(e): percent(c) for e, c in zip(eps, correct)}
+        r["corr_shift"][str(T)] = {str(e): correlation_shift(models[T], Xa, a)
+                                   for e, a in zip(eps, advs)}
+        log(f"{dataset} T={T} APGD-CE-{args.steps} on {len(Xa)}: {r['apgd'][str(T)]} "
             f"({time.time() - t:.0f}s)")
         save()
 
-    # the T sweep on n_sweep of the same images
+    # the T sweep on n_sweep of the same images (MLP and main model: their first n_sweep)
     n = args.n_sweep
-    r["sweep"] = {0: {str(e): percent(c[:n]) for e, c in zip(eps, protocol[0][0])},
-                  T_main: {str(e): percent(c[:n]) for e, c in zip(eps, protocol[T_main][0])}}
+    r["sweep"] = {str(T): {str(e): percent(c[:n]) for e, c in zip(eps, protocol[T][0])}
+                  for T in (0, T_main)}
     for T in Ts:
         if T == T_main:
             continue
         t = time.time()
         correct, advs = nested_attack(models[T], models[T].logits, Xa[:n], ya[:n], eps,
                                       args.steps, args.seed)
-        r["sweep"][T] = {str(e): percent(c) for e, c in zip(eps, correct)}
-        r["corr_shift"][T] = {str(e): correlation_shift(models[T], Xa[:n], a)
-                              for e, a in zip(eps, advs)}
-        log(f"{dataset} T={T} APGD-CE-{args.steps} on {n}: {r['sweep'][T]} "
+        r["sweep"][str(T)] = {str(e): percent(c) for e, c in zip(eps, correct)}
+        r["corr_shift"][str(T)] = {str(e): correlation_shift(models[T], Xa[:n], a)
+                                   for e, a in zip(eps, advs)}
+        log(f"{dataset} T={T} APGD-CE-{args.steps} on {n}: {r['sweep'][str(T)]} "
             f"({time.time() - t:.0f}s)")
         save()
 
-    # test-time T sweep of the main model (clean, cheap)
+    # the main model run at other T after training (clean accuracy, 2000 test images)
     r["clean_T_predict"] = {}
     main = models[T_main]
-    for Tp in sorted(set([0, 1, 4, 8, T_main, 2 * T_main])):
+    for Tp in sorted({0, 1, 4, 8, T_main, 2 * T_main}):
         main.set_params(T_predict=Tp)
-        r["clean_T_predict"][Tp] = percent(predict(main, X_test[:2000]) == y_test[:2000])
+        r["clean_T_predict"][str(Tp)] = percent(predict(main, X_test[:2000]) == y_test[:2000])
     main.set_params(T_predict=None)
     save()
     return models, protocol, (Xa, ya)
 
 
-def strong_evaluation(args, dataset, results, save, models, protocol, data):
+def strong_evaluation(args, dataset, r, save, models, protocol, data):
     """BPDA, the T_att sweep, transfer, AutoAttack and the per-example worst case."""
-    r = results[dataset].setdefault("strong", {})
+    s = r.setdefault("strong", {})
     Xa, ya = data
     n = args.n_strong
     Xs, ys = Xa[:n], ya[:n]
     eps = args.epsilons
     T_main = max(args.Ts)
-    main, mlp = models[T_main], models[0]
+    main = models[T_main]
     worst = {T: protocol[T][0][:, :n].copy() for T in (0, T_main)}
-    r["n"] = int(len(Xs))
-    r["protocol_apgd"] = {T: {str(e): percent(c) for e, c in zip(eps, worst[T])}
+    s["n"] = int(len(Xs))
+    s["protocol_apgd"] = {str(T): {str(e): percent(c) for e, c in zip(eps, worst[T])}
                           for T in worst}
 
     def over_budget(stage):
         if time.time() - START > args.time_budget:
-            r.setdefault("skipped", []).append(stage)
+            s.setdefault("skipped", []).append(stage)
             log(f"skip {dataset} {stage}: over the time budget")
             return True
         return False
 
-    # BPDA: identity through the loop, and the loop's gradient at T_att steps
-    r["bpda_T_att"] = {}
+    # transfer: the adversarial images made on the MLP in the protocol run
+    s["transfer"] = {}
+    clean_ok = predict(main, Xs) == ys
+    hit = np.array([predict(main, a[:n]) == ys for a in protocol[0][1]])
+    hit = np.logical_and.accumulate(hit & clean_ok, axis=0)
+    s["transfer"]["from MLP"] = {str(e): percent(c) for e, c in zip(eps, hit)}
+    worst[T_main] &= hit
+
+    # BPDA: identity through the loop (T_att = 0), and the loop's gradient at T_att steps
+    s["bpda_T_att"] = {}
     for T_att in args.T_att:
         if over_budget(f"bpda T_att={T_att}"):
             continue
         t = time.time()
-        surface = main.attack_surface_at(T_att)
-        correct, _ = nested_attack(main, surface, Xs, ys, eps, args.steps, args.seed)
-        r["bpda_T_att"][T_att] = {str(e): percent(c) for e, c in zip(eps, correct)}
+        correct, _ = nested_attack(main, main.attack_surface_at(T_att), Xs, ys, eps,
+                                   args.steps, args.seed)
+        s["bpda_T_att"][str(T_att)] = {str(e): percent(c) for e, c in zip(eps, correct)}
         worst[T_main] &= correct
-        log(f"{dataset} BPDA T_att={T_att}: {r['bpda_T_att'][T_att]} ({time.time() - t:.0f}s)")
+        log(f"{dataset} BPDA T_att={T_att}: {s['bpda_T_att'][str(T_att)]} "
+            f"({time.time() - t:.0f}s)")
         save()
 
-    # transfer: adversarial images made on the MLP (protocol run) and on the T=1 model
-    r["transfer"] = {}
-    mlp_advs = protocol[0][1]
-    correct = np.array([predict(main, a[:n]) == ys for a in mlp_advs])
-    correct = np.logical_and.accumulate(correct & (predict(main, Xs) == ys), axis=0)
-    r["transfer"]["from MLP"] = {str(e): percent(c) for e, c in zip(eps, correct)}
-    worst[T_main] &= correct
-    if 1 in models and not over_budget("transfer from T=1"):
-        correct, advs = nested_attack(models[1], models[1].logits, Xs, ys, eps, args.steps,
-                                      args.seed)
+    # transfer from the same weights run at T = 1
+    if not over_budget("transfer from T_att=1"):
+        t = time.time()
+        _, advs = nested_attack(main, main.attack_surface_at(1, forward="T_att"), Xs, ys, eps,
+                                args.steps, args.seed)
         hit = np.array([predict(main, a) == ys for a in advs])
-        hit = np.logical_and.accumulate(hit & (predict(main, Xs) == ys), axis=0)
-        r["transfer"]["from T=1"] = {str(e): percent(c) for e, c in zip(eps, hit)}
+        hit = np.logical_and.accumulate(hit & clean_ok, axis=0)
+        s["transfer"]["from the same weights at T=1"] = {
+            str(e): percent(c) for e, c in zip(eps, hit)}
         worst[T_main] &= hit
-    save()
+        log(f"{dataset} transfer from T=1: {s['transfer']} ({time.time() - t:.0f}s)")
+        save()
 
     # AutoAttack on the images every attack so far left standing (per-example worst case)
-    r["autoattack"] = {}
+    s["autoattack_attacked"] = {}
     for T in (0, T_main):
-        r["autoattack"][T] = {}
+        s["autoattack_attacked"][str(T)] = {}
         for k, e in enumerate(eps):
+            if k:
+                worst[T][k] &= worst[T][k - 1]
             if e not in args.aa_epsilons or over_budget(f"autoattack T={T} eps={e}"):
                 continue
             t = time.time()
-            alive = worst[T][k] if k == 0 else worst[T][k] & worst[T][k - 1]
+            alive = worst[T][k].copy()
             worst[T][k] = autoattack(models[T], Xs, ys, alive, e, args)
-            r["autoattack"][T][str(e)] = f"{int(alive.sum())} attacked"
+            s["autoattack_attacked"][str(T)][str(e)] = int(alive.sum())
             log(f"{dataset} T={T} AutoAttack eps={e} on {int(alive.sum())} survivors "
                 f"({time.time() - t:.0f}s)")
             save()
-    for T in worst:
-        worst[T] = np.logical_and.accumulate(worst[T], axis=0)
-    r["worst_case"] = {T: {str(e): percent(c) for e, c in zip(eps, worst[T])} for T in worst}
-    log(f"{dataset} worst case: {r['worst_case']}")
+    s["worst_case"] = {str(T): {str(e): percent(c) for e, c in
+                                zip(eps, np.logical_and.accumulate(worst[T], axis=0))}
+                       for T in worst}
+    log(f"{dataset} worst case: {s['worst_case']}")
     save()
 
 
 # ---------------------------------------------------------------- reporting
+def _cells(row, eps, fmt="{:.1f}"):
+    return " | ".join(fmt.format(row[str(e)]) if row and str(e) in row else "-" for e in eps)
+
+
 def markdown(args, results):
-    eps = args.epsilons
-    T_main = max(args.Ts)
-    lines = [f"# SCA reproduction (width {args.width}, {args.n_train} training images, "
-             f"{args.epochs} epochs)", "",
+    eps = args["epsilons"]
+    steps = args["steps"]
+    T_main = max(args["Ts"])
+    lines = [f"# SCA reproduction (width {args['width']}, {args['n_train']} training images, "
+             f"{args['epochs']} epochs)", "",
              f"Paper claim: {PAPER_CLAIM}.", ""]
     for dataset, r in results.items():
-        if not isinstance(r, dict) or "clean" not in r:
+        if "clean" not in r:
             continue
         lines += [f"## {dataset}", "",
-                  f"| model | clean ({args.n_test}) | " + " | ".join(
-                      f"APGD-CE-{args.steps} eps {e}" for e in eps) + " |",
+                  f"| model | clean ({args['n_test']}) | "
+                  + " | ".join(f"APGD-CE-{steps} eps {e}" for e in eps) + " |",
                   "|---|---|" + "---|" * len(eps)]
-        for T in [0] + sorted(args.Ts):
-            k = T if T in r.get("apgd", {}) else None
-            row = r["apgd"][k] if k is not None else r.get("sweep", {}).get(T)
-            n = args.n_attack if k is not None else args.n_sweep
+        for T in [0] + sorted(args["Ts"]):
+            if str(T) not in r["clean"]:
+                continue
+            main_row = str(T) in r.get("apgd", {})
+            row = r["apgd"][str(T)] if main_row else r.get("sweep", {}).get(str(T))
+            n = args["n_attack"] if main_row else args["n_sweep"]
             name = "MLP (T=0)" if T == 0 else f"SCA T={T}"
-            cells = " | ".join(f"{row[str(e)]:.1f}" for e in eps) if row else " | ".join(
-                "-" for _ in eps)
-            lines.append(f"| {name} (n={n}) | {r['clean'][T]:.2f} | {cells} |")
+            lines.append(f"| {name} (n={n}) | {r['clean'][str(T)]:.2f} | {_cells(row, eps)} |")
         s = r.get("strong")
         if s and "worst_case" in s:
-            lines += ["", f"Strongest evaluation on {s['n']} images (robust accuracy, %):", "",
+            lines += ["", f"Strongest evaluation on the first {s['n']} of those images "
+                      "(robust accuracy, %):", "",
                       "| attack | " + " | ".join(f"eps {e}" for e in eps) + " |",
                       "|---|" + "---|" * len(eps)]
             for T, row in s["protocol_apgd"].items():
-                lines.append(f"| APGD-CE-{args.steps} (protocol), T={T} | "
-                             + " | ".join(f"{row[str(e)]:.1f}" for e in eps) + " |")
+                lines.append(f"| T={T}: APGD-CE-{steps}, exact gradient (protocol) | "
+                             f"{_cells(row, eps)} |")
             for T_att, row in s["bpda_T_att"].items():
-                lines.append(f"| SCA T={T_main}, APGD-CE through T_att={T_att} (BPDA) | "
-                             + " | ".join(f"{row[str(e)]:.1f}" for e in eps) + " |")
+                what = "identity through the loop" if T_att == "0" else f"loop at T_att={T_att}"
+                lines.append(f"| T={T_main}: APGD-CE-{steps}, BPDA ({what}) | "
+                             f"{_cells(row, eps)} |")
             for src, row in s["transfer"].items():
-                lines.append(f"| SCA T={T_main}, transfer {src} | "
-                             + " | ".join(f"{row[str(e)]:.1f}" for e in eps) + " |")
+                lines.append(f"| T={T_main}: transfer {src} | {_cells(row, eps)} |")
             for T, row in s["worst_case"].items():
-                lines.append(f"| **per-example worst case (+AutoAttack)**, T={T} | "
-                             + " | ".join(f"**{row[str(e)]:.1f}**" for e in eps) + " |")
+                attacked = s.get("autoattack_attacked", {}).get(T, {})
+                lines.append(f"| **T={T}: per-example worst case, incl. AutoAttack on the "
+                             f"survivors {attacked}** | {_cells(row, eps, '**{:.1f}**')} |")
+            if s.get("skipped"):
+                lines.append(f"\nSkipped (time budget): {', '.join(s['skipped'])}")
         if "corr_shift" in r:
-            lines += ["", "||R_0 - R_eps||_F of the hidden units' correlation matrix:", "",
+            lines += ["", "||R_0 - R_eps||_F of the hidden units' correlation matrix "
+                      "(clean vs APGD images):", "",
                       "| model | " + " | ".join(f"eps {e}" for e in eps) + " |",
                       "|---|" + "---|" * len(eps)]
-            for T, row in sorted(r["corr_shift"].items()):
-                lines.append(f"| T={T} | " + " | ".join(f"{row[str(e)]:.1f}" for e in eps)
-                             + " |")
+            for T, row in sorted(r["corr_shift"].items(), key=lambda kv: int(kv[0])):
+                lines.append(f"| T={T} | {_cells(row, eps)} |")
+        if "clean_T_predict" in r:
+            lines += ["", f"Clean accuracy (%, 2000 test images) of the T={T_main} model run "
+                      "at other T after training:", "",
+                      "| T_predict | " + " | ".join(r["clean_T_predict"]) + " |",
+                      "|---|" + "---|" * len(r["clean_T_predict"]),
+                      "| clean | " + " | ".join(f"{v:.1f}" for v in
+                                                r["clean_T_predict"].values()) + " |"]
         lines.append("")
     return "\n".join(lines)
 
@@ -328,31 +352,46 @@ def plot(args, results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = [d for d, r in results.items() if isinstance(r, dict) and "sweep" in r]
+    datasets = [d for d, r in results.items() if "sweep" in r]
     if not datasets:
         return
+    eps = args["epsilons"]
+    T_main = str(max(args["Ts"]))
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         r = results[dataset]
-        Ts = sorted(t for t in r["sweep"] if t != 0)
-        for e in args.epsilons:
-            line = ax.plot(Ts, [r["sweep"][t][str(e)] for t in Ts], "o-", label=f"SCA eps {e}")
-            ax.axhline(r["sweep"][0][str(e)], ls="--", color=line[0].get_color(), lw=1,
-                       label=f"MLP eps {e}")
-            worst = r.get("strong", {}).get("worst_case", {}).get(max(args.Ts))
+        Ts = sorted(int(t) for t in r["sweep"] if t != "0")
+        worst = r.get("strong", {}).get("worst_case", {}).get(T_main)
+        for e in eps:
+            line = ax.plot(Ts, [r["sweep"][str(t)][str(e)] for t in Ts], "o-",
+                           label=f"SCA, eps {e}")
+            ax.axhline(r["sweep"]["0"][str(e)], ls="--", color=line[0].get_color(), lw=1,
+                       label=f"MLP, eps {e}")
             if worst:
-                ax.plot([max(args.Ts)], [worst[str(e)]], "x", ms=9, color=line[0].get_color())
+                ax.plot([int(T_main)], [worst[str(e)]], "x", ms=9, color=line[0].get_color())
         ax.set_xscale("log", base=2)
         ax.set_xticks(Ts, [str(t) for t in Ts])
         ax.set_xlabel("inner steps T (train = test)")
-        ax.set_ylabel(f"APGD-CE-{args.steps} robust accuracy (%)")
-        ax.set_title(f"{dataset} (n={args.n_sweep}; x = worst case, n={args.n_strong})",
-                     fontsize=9)
+        ax.set_ylabel(f"APGD-CE-{args['steps']} robust accuracy (%)")
+        ax.set_title(f"{dataset}: n={args['n_sweep']}; x = worst case "
+                     f"(n={args['n_strong']})", fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_report(out):
+    """Combine every ``<out>/<dataset>.json`` into ``results.md`` and ``t_sweep.png``."""
+    out = Path(out)
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+    if not runs:
+        return
+    args = next(iter(runs.values()))["args"]
+    results = {name: run["result"] for name, run in runs.items()}
+    (out / "results.md").write_text(markdown(args, results))
+    plot(args, results, out / "t_sweep.png")
 
 
 def main(argv=None):
@@ -368,36 +407,38 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--n-attack", type=int, default=1000)
     p.add_argument("--n-sweep", type=int, default=300)
-    p.add_argument("--n-strong", type=int, default=200)
+    p.add_argument("--n-strong", type=int, default=100)
     p.add_argument("--T-att", type=int, nargs="+", default=[0, 1, 4, 8])
-    p.add_argument("--aa-epsilons", type=float, nargs="+", default=[0.025, 0.05, 0.1])
+    p.add_argument("--aa-epsilons", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--aa-steps", type=int, default=50)
     p.add_argument("--aa-targets", type=int, default=3)
-    p.add_argument("--aa-queries", type=int, default=1000)
-    p.add_argument("--time-budget", type=float, default=1500,
-                   help="seconds after which the strong-evaluation stages are skipped")
+    p.add_argument("--aa-queries", type=int, default=500)
+    p.add_argument("--time-budget", type=float, default=2700,
+                   help="seconds after which the remaining strong-evaluation stages are skipped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models-dir", default="benchmarks/results/models")
     p.add_argument("--out", default="benchmarks/results/sca")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rebuild results.md and t_sweep.png from the JSON files in --out")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
     out = Path(args.out)
+    if args.report_only:
+        write_report(out)
+        return
+    torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    results = {"args": vars(args), "paper_claim": PAPER_CLAIM,
-               "macs_per_sample": {T: sca_macs(784, args.width, T) for T in [0] + args.Ts}}
-
-    def save():
-        results["elapsed_seconds"] = time.time() - START
-        (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-        (out / "results.md").write_text(markdown(args, results))
-        plot(args, results, out / "t_sweep.png")
-
-    state = {}
+    macs = {str(T): sca_macs(784, args.width, T) for T in [0] + args.Ts}
     for dataset in args.datasets:
-        state[dataset] = run_dataset(args, dataset, results, save)
-    for dataset in args.datasets:
-        strong_evaluation(args, dataset, results, save, *state[dataset])
-    save()
+        r = {}
+
+        def save(dataset=dataset, r=r):
+            run = {"args": vars(args), "paper_claim": PAPER_CLAIM, "macs_per_sample": macs,
+                   "elapsed_seconds": time.time() - START, "result": r}
+            (out / f"{dataset}.json").write_text(json.dumps(run, indent=1))
+            write_report(out)
+
+        state = run_dataset(args, dataset, r, save)
+        strong_evaluation(args, dataset, r, save, *state)
     log("done")
 
 

@@ -62,7 +62,7 @@ class SCAClassifier(BaseDefense):
     max_epochs, batch_size : int, default=100, 256
     **kwargs
         Shared training parameters, see :class:`robustlearn.BaseDefense`;
-        ``optimizer__weight_decay`` defaults to 5e-5.
+        ``optimizer__weight_decay`` defaults to the paper's 5e-5 (pass it to change it).
 
     Attributes
     ----------
@@ -81,6 +81,7 @@ class SCAClassifier(BaseDefense):
     """
 
     _test_params = dict(width=32, T=2, max_epochs=30, batch_size=32, lr=3e-3)
+    _routed_defaults = {"optimizer__weight_decay": 5e-5}
 
     def __init__(
         self,
@@ -109,7 +110,6 @@ class SCAClassifier(BaseDefense):
         self.T_predict = T_predict
         self.clip = clip
         self.inner_gradient = inner_gradient
-        kwargs.setdefault("optimizer__weight_decay", 5e-5)
         super().__init__(max_epochs=max_epochs, batch_size=batch_size, **kwargs)
 
     # ------------------------------------------------------------------ hooks

@@ -135,7 +135,8 @@ class SCALayer(nn.Module):
         ``1/2 ||h - g_C(h)||^2 + lambda/2 ||x - (B h + b_B)||^2``.
         """
         _, _, residual, reconstruction_error = self._terms(h, x)
-        return 0.5 * residual.pow(2).sum(1) + 0.5 * self.lambda_ * reconstruction_error.pow(2).sum(1)
+        return (0.5 * residual.pow(2).sum(1)
+                + 0.5 * self.lambda_ * reconstruction_error.pow(2).sum(1))
 
     def energy_gradient(self, h, x, method=None):
         """dE/dh per sample, shape like ``h``.

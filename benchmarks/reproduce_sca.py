@@ -383,9 +383,10 @@ def plot(args, results, path):
 
 
 def write_report(out):
-    """Combine every ``<out>/<dataset>.json`` into ``results.md`` and ``t_sweep.png``."""
+    """Combine every ``<out>/<dataset>.results.json`` into ``results.md`` and ``t_sweep.png``."""
     out = Path(out)
-    runs = {p.stem: json.loads(p.read_text()) for p in sorted(out.glob("*.json"))}
+    runs = {p.name.split(".")[0]: json.loads(p.read_text())
+            for p in sorted(out.glob("*.results.json"))}
     if not runs:
         return
     args = next(iter(runs.values()))["args"]
@@ -434,7 +435,7 @@ def main(argv=None):
         def save(dataset=dataset, r=r):
             run = {"args": vars(args), "paper_claim": PAPER_CLAIM, "macs_per_sample": macs,
                    "elapsed_seconds": time.time() - START, "result": r}
-            (out / f"{dataset}.json").write_text(json.dumps(run, indent=1))
+            (out / f"{dataset}.results.json").write_text(json.dumps(run, indent=1))
             write_report(out)
 
         state = run_dataset(args, dataset, r, save)

@@ -190,15 +190,44 @@ def run_dataset(args, dataset, r, save):
             f"({time.time() - t:.0f}s)")
         save()
 
-    # the main model run at other T after training (clean accuracy, 2000 test images)
+    clean_at_other_T(models[T_main], X_test, y_test, r)
+    save()
+    return models, protocol, (Xa, ya)
+
+
+def clean_at_other_T(main, X_test, y_test, r):
+    """The main model run at other T after training (clean accuracy, 2000 test images)."""
     r["clean_T_predict"] = {}
-    main = models[T_main]
+    T_main = main.T
     for Tp in sorted({0, 1, 4, 8, T_main, 2 * T_main}):
         main.set_params(T_predict=Tp)
         r["clean_T_predict"][str(Tp)] = percent(predict(main, X_test[:2000]) == y_test[:2000])
     main.set_params(T_predict=None)
-    save()
-    return models, protocol, (Xa, ya)
+
+
+def resume_dataset(args, dataset, r, save):
+    """Reload the models and the saved protocol results; re-run the protocol's APGD on the
+    first ``n_strong`` images only (its per-image outcomes and the MLP's adversarial images
+    feed the strong evaluation and were not saved)."""
+    X, y = robustlearn.load_dataset(dataset, "train", n=args.n_train, data_dir=args.data_dir,
+                                    random_state=args.seed)
+    X_test, y_test = robustlearn.load_dataset(dataset, "test", n=args.n_test,
+                                              data_dir=args.data_dir, random_state=args.seed)
+    y, y_test = y.astype(np.int64), y_test.astype(np.int64)
+    Ts = sorted(args.Ts)
+    T_main = max(Ts)
+    models = {T: fit_or_load(args, dataset, T, X, y)[0] for T in [0] + Ts}
+    if "clean_T_predict" not in r:
+        clean_at_other_T(models[T_main], X_test, y_test, r)
+        save()
+    Xs, ys = X_test[:args.n_strong], y_test[:args.n_strong]
+    protocol = {}
+    for T in (0, T_main):
+        t = time.time()
+        protocol[T] = nested_attack(models[T], models[T].logits, Xs, ys, args.epsilons,
+                                    args.steps, args.seed)
+        log(f"{dataset} T={T} APGD-CE-{args.steps} again on {len(Xs)} ({time.time() - t:.0f}s)")
+    return models, protocol, (Xs, ys)
 
 
 def strong_evaluation(args, dataset, r, save, models, protocol, data):
@@ -215,6 +244,13 @@ def strong_evaluation(args, dataset, r, save, models, protocol, data):
     s["protocol_apgd"] = {str(T): {str(e): percent(c) for e, c in zip(eps, worst[T])}
                           for T in worst}
 
+    def record():
+        # the per-example worst case so far, kept current so that a stopped run reports it
+        s["worst_case"] = {str(T): {str(e): percent(c) for e, c in
+                                    zip(eps, np.logical_and.accumulate(worst[T], axis=0))}
+                           for T in worst}
+        save()
+
     def over_budget(stage):
         if time.time() - START > args.time_budget:
             s.setdefault("skipped", []).append(stage)
@@ -229,6 +265,7 @@ def strong_evaluation(args, dataset, r, save, models, protocol, data):
     hit = np.logical_and.accumulate(hit & clean_ok, axis=0)
     s["transfer"]["from MLP"] = {str(e): percent(c) for e, c in zip(eps, hit)}
     worst[T_main] &= hit
+    record()
 
     # BPDA: identity through the loop (T_att = 0), and the loop's gradient at T_att steps
     s["bpda_T_att"] = {}
@@ -242,7 +279,7 @@ def strong_evaluation(args, dataset, r, save, models, protocol, data):
         worst[T_main] &= correct
         log(f"{dataset} BPDA T_att={T_att}: {s['bpda_T_att'][str(T_att)]} "
             f"({time.time() - t:.0f}s)")
-        save()
+        record()
 
     # transfer from the same weights run at T = 1
     if not over_budget("transfer from T_att=1"):
@@ -255,7 +292,7 @@ def strong_evaluation(args, dataset, r, save, models, protocol, data):
             str(e): percent(c) for e, c in zip(eps, hit)}
         worst[T_main] &= hit
         log(f"{dataset} transfer from T=1: {s['transfer']} ({time.time() - t:.0f}s)")
-        save()
+        record()
 
     # AutoAttack on the images every attack so far left standing (per-example worst case)
     s["autoattack_attacked"] = {}
@@ -272,12 +309,9 @@ def strong_evaluation(args, dataset, r, save, models, protocol, data):
             s["autoattack_attacked"][str(T)][str(e)] = int(alive.sum())
             log(f"{dataset} T={T} AutoAttack eps={e} on {int(alive.sum())} survivors "
                 f"({time.time() - t:.0f}s)")
-            save()
-    s["worst_case"] = {str(T): {str(e): percent(c) for e, c in
-                                zip(eps, np.logical_and.accumulate(worst[T], axis=0))}
-                       for T in worst}
+            record()
+    record()
     log(f"{dataset} worst case: {s['worst_case']}")
-    save()
 
 
 # ---------------------------------------------------------------- reporting
@@ -316,11 +350,11 @@ def markdown(args, results):
             for T, row in s["protocol_apgd"].items():
                 lines.append(f"| T={T}: APGD-CE-{steps}, exact gradient (protocol) | "
                              f"{_cells(row, eps)} |")
-            for T_att, row in s["bpda_T_att"].items():
+            for T_att, row in s.get("bpda_T_att", {}).items():
                 what = "identity through the loop" if T_att == "0" else f"loop at T_att={T_att}"
                 lines.append(f"| T={T_main}: APGD-CE-{steps}, BPDA ({what}) | "
                              f"{_cells(row, eps)} |")
-            for src, row in s["transfer"].items():
+            for src, row in s.get("transfer", {}).items():
                 lines.append(f"| T={T_main}: transfer {src} | {_cells(row, eps)} |")
             for T, row in s["worst_case"].items():
                 attacked = s.get("autoattack_attacked", {}).get(T, {})
@@ -419,6 +453,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models-dir", default="benchmarks/results/models")
     p.add_argument("--out", default="benchmarks/results/sca")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the saved clean, protocol and sweep results; redo the strong "
+                   "evaluation (after an interrupted run)")
     p.add_argument("--report-only", action="store_true",
                    help="only rebuild results.md and t_sweep.png from the JSON files in --out")
     args = p.parse_args(argv)
@@ -438,7 +475,13 @@ def main(argv=None):
             (out / f"{dataset}.results.json").write_text(json.dumps(run, indent=1))
             write_report(out)
 
-        state = run_dataset(args, dataset, r, save)
+        saved = out / f"{dataset}.results.json"
+        if args.resume and saved.exists():
+            r.update(json.loads(saved.read_text())["result"])
+            r.pop("strong", None)
+            state = resume_dataset(args, dataset, r, save)
+        else:
+            state = run_dataset(args, dataset, r, save)
         strong_evaluation(args, dataset, r, save, *state)
     log("done")
 

@@ -146,6 +146,12 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         Scores above it are flagged by ``detect``.
     """
 
+    #: Defaults of routed training parameters that a subclass documents as part of its
+    #: best configuration (e.g. ``{"optimizer__weight_decay": 5e-5}``); routed parameters
+    #: given explicitly override them. Kept out of ``__init__`` so that the estimator still
+    #: sets nothing but its parameters there (scikit-learn's contract).
+    _routed_defaults: dict = {}
+
     def __init__(
         self,
         *,
@@ -350,7 +356,7 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
             device=str(device),
             verbose=int(self.verbose >= 2),
             training_objective=self._training_loss,
-            **self._routed_params(),
+            **{**self._routed_defaults, **self._routed_params()},
         )
 
     def _calibrate_detector(self, X_cal):

@@ -302,7 +302,7 @@ def test_routed_parameters_survive_clone_and_reach_the_optimizer(name, data):
     copy = clone(est).set_params(optimizer__weight_decay=2e-3)
     assert copy.optimizer__weight_decay == 2e-3 and est.optimizer__weight_decay == 1e-3
     if name == "mlp":
-        X, y = data
+        X, y = data[:2]
         copy.set_params(max_epochs=1).fit(X, y)
         assert copy.net_.optimizer_.param_groups[0]["weight_decay"] == 2e-3
 
@@ -311,7 +311,7 @@ def test_unknown_keyword_is_a_clear_type_error_before_training(name, data):
     cls = get_registry().get("defense", name).factory
     est = cls(lerning_rate=0.1)  # scikit-learn's contract: __init__ stores, fit validates
     with pytest.raises(TypeError, match="unexpected parameter 'lerning_rate'"):
-        est.fit(*data)
+        est.fit(*data[:2])
     assert not hasattr(est, "module_")
 
 

@@ -270,6 +270,15 @@ class NEMONClassifier(BaseDefense):
     def __robustlearn_tags__(self) -> DefenseTags:
         return DefenseTags(iterative=True, certified="linf")
 
+    def _expected_failed_checks(self):
+        return {
+            "check_non_transformer_estimators_n_iter": (
+                "max_iter bounds the equilibrium solve of each input, not training iterations; "
+                "the iterations are reported per epoch in solver_history_ and per call in "
+                "last_solve_"
+            ),
+        }
+
     # --------------------------------------------------------------- surfaces
     def attack_surfaces(self) -> dict:
         """The base surfaces plus the audit's: tight implicit, unrolled and truncated iterates.

@@ -26,7 +26,7 @@ Fung et al., "JFB: Jacobian-Free Backpropagation for Implicit Networks", AAAI 20
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -64,6 +64,17 @@ class FixedPointResult:
     residual: torch.Tensor
     tol: float
     max_iter: int
+    _adjoint: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def backward_result(self) -> FixedPointResult | None:
+        """The implicit backward's adjoint solve, once ``backward()`` has run through it.
+
+        ``None`` for the other backwards, or before the gradient is computed.
+        Its ``iterations`` and ``residual`` are those of the adjoint fixed point
+        ``g = v + J_f(z*)^T g`` (solved with ``backward_tol``).
+        """
+        return None if self._adjoint is None else self._adjoint.last
 
     @property
     def x(self) -> torch.Tensor:
@@ -258,22 +269,31 @@ def straight_through(forward_value: torch.Tensor, backward_path: torch.Tensor) -
 class _ImplicitBackward:
     """Backward hook solving ``g = v + J_f(z*)^T g`` by fixed-point iteration."""
 
-    def __init__(self, step, z_star, *, tol, max_iter, alpha):
+    def __init__(self, step, z_star, *, tol, max_iter, alpha, vjp=None):
         self.step = step
         self.z_star = z_star.detach()
         self.tol = tol
         self.max_iter = max_iter
         self.alpha = alpha
+        self.vjp = vjp
         self.last = None
 
     def __call__(self, v):
-        with torch.enable_grad():
-            z_star = self.z_star.clone().requires_grad_(True)
-            f_star = self.step(z_star)
+        if self.vjp is not None:
+            with torch.no_grad():
+                jt = self.vjp(self.z_star)
 
-        def adjoint_step(g):
-            (jtg,) = torch.autograd.grad(f_star, z_star, g, retain_graph=True)
-            return v + jtg
+            def adjoint_step(g):
+                with torch.no_grad():
+                    return v + jt(g)
+        else:
+            with torch.enable_grad():
+                z_star = self.z_star.clone().requires_grad_(True)
+                f_star = self.step(z_star)
+
+            def adjoint_step(g):
+                (jtg,) = torch.autograd.grad(f_star, z_star, g, retain_graph=True)
+                return v + jtg
 
         result = _iterate(adjoint_step, v.detach(), max_iter=self.max_iter, tol=self.tol,
                           alpha=self.alpha)
@@ -282,7 +302,8 @@ class _ImplicitBackward:
 
 
 def fixed_point(step, z0, *, backward="implicit", method="plain", max_iter=50, tol=1e-3,
-                alpha=0.5, backward_tol=None, backward_max_iter=None, history=5, warn=True):
+                alpha=0.5, backward_tol=None, backward_max_iter=None, history=5, warn=True,
+                vjp=None):
     """Solve ``z* = step(z*)`` and return it with the chosen gradient.
 
     Parameters
@@ -310,6 +331,11 @@ def fixed_point(step, z0, *, backward="implicit", method="plain", max_iter=50, t
         Iteration budget of the implicit backward solve (defaults to ``max_iter``).
     warn : bool, default=True
         Warn when the forward solve hits ``max_iter``.
+    vjp : callable, optional
+        ``vjp(z_star)`` returning a function ``g -> J_f(z_star)^T g``, for maps
+        whose Jacobian has a known form (``ReLU(W z + u)``: ``W^T (1[W z + u > 0] g)``);
+        the implicit backward then iterates it instead of calling autograd at
+        every adjoint iteration. It must equal autograd's vector-Jacobian product.
 
     Returns
     -------
@@ -341,6 +367,8 @@ def fixed_point(step, z0, *, backward="implicit", method="plain", max_iter=50, t
             tol=tol if backward_tol is None else backward_tol,
             max_iter=max_iter if backward_max_iter is None else backward_max_iter,
             alpha=alpha if method == "averaged" else 1.0,
+            vjp=vjp,
         )
         z.register_hook(hook)
+        result._adjoint = hook
     return straight_through(z_star, z), result

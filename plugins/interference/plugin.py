@@ -17,5 +17,4 @@ def register_defenses(register):
         description="Superposes labelled background images and noise, trains on joint "
         "(background, class) labels and votes over random backgrounds and checkpoints.",
         paper=PAPER,
-        capabilities=("stochastic", "has_detector"),
     )

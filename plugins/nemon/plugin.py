@@ -17,5 +17,4 @@ def register_defenses(register):
         description="Implicit (equilibrium) network whose weight matrix has l-infinity "
         "log-norm below 1: unique fixed point, implicit gradients, linf Lipschitz certificate.",
         paper=PAPER,
-        capabilities=("iterative", "certified"),
     )

@@ -17,5 +17,4 @@ def register_defenses(register):
         description="Self-Consistent Activation layers: T clipped gradient steps on an energy "
         "that pulls activity towards a learned, then fixed, inter-neuron covariability.",
         paper=PAPER,
-        capabilities=("iterative",),
     )

@@ -25,11 +25,26 @@ from sklearn.utils.estimator_checks import check_estimator, parametrize_with_che
 
 from .registry import list_registrations
 
+#: Checks that cannot apply to any :class:`~robustlearn.BaseDefense`, with the reason.
+DEFENSE_EXPECTED_FAILED = {
+    "check_do_not_raise_errors_in_init_or_set_params": (
+        "the check passes the literal name 'kwargs' from the **kwargs of the signature; a "
+        "defense's **kwargs takes only skorch-style routed names (optimizer__*, callbacks__*, "
+        "...) and rejects any other name with a TypeError"
+    ),
+}
+
 
 def expected_failed_checks(estimator) -> dict:
-    """Checks ``estimator`` declares as not applicable, as ``{check name: reason}``."""
+    """Checks ``estimator`` declares as not applicable, as ``{check name: reason}``.
+
+    Every :class:`~robustlearn.BaseDefense` also gets :data:`DEFENSE_EXPECTED_FAILED`.
+    """
+    from .defense import BaseDefense
+
     declare = getattr(estimator, "_expected_failed_checks", None)
-    return dict(declare()) if declare is not None else {}
+    out = dict(DEFENSE_EXPECTED_FAILED) if isinstance(estimator, BaseDefense) else {}
+    return {**out, **(dict(declare()) if declare is not None else {})}
 
 
 def fast_instance(factory, **params):

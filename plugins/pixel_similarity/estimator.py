@@ -162,8 +162,8 @@ class PixelSimilarityClassifier(BaseDefense):
     see the documentation page for white-box results.
     """
 
-    _test_params = dict(width=4, blocks=(1, 1), depths=(0, 1, 2), stem_kernel=3, k=4,
-                        n_regularization=64, max_epochs=8, lr=0.05)
+    _test_params = dict(width=8, blocks=(1,), depths=(0, 1), stem_kernel=3, k=4,
+                        n_regularization=32, max_epochs=15, lr=0.05)
 
     def __init__(
         self,

@@ -316,15 +316,19 @@ def long_boundary_stage(dataset, cfg, res, quick, tag):
 
 
 def run(quick=False, stage="main"):
+    """Run one stage; ``main`` writes ``results.json``, ``long-boundary`` writes
+    ``long_boundary.json`` (so the two stages can run at the same time), and both rewrite
+    the markdown and the plots from whatever results exist."""
     torch.set_num_threads(1)
     tag = "quick" if quick else "full"
     out_dir = OUT / "quick" if quick else OUT
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "results.json"
-    results = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+    path = out_dir / ("results.json" if stage == "main" else "long_boundary.json")
+    results = {"datasets": {}}
     results["config"] = dict(COMMON, datasets=DATASETS, n_eval=N_EVAL, n_points=N_POINTS,
                              n_boundary=N_BOUNDARY, n_whitebox=N_WHITEBOX,
-                             n_autoattack=N_AUTOATTACK, steps_long=STEPS_LONG, quick=quick)
+                             n_autoattack=N_AUTOATTACK, aa_steps=AA_STEPS,
+                             aa_queries=AA_QUERIES, steps_long=STEPS_LONG, quick=quick)
     t0 = time.time()
     for dataset in DATASETS:
         cfg = dataset_config(dataset, quick)
@@ -332,18 +336,48 @@ def run(quick=False, stage="main"):
         if stage == "main":
             main_stage(dataset, cfg, res, quick, tag)
         elif cfg["boundary_long"]:
+            if len(cfg["alpha_grid"]) > 1:  # the alpha the main stage selected
+                main = json.loads((out_dir / "results.json").read_text())
+                res["selection"] = main["datasets"][dataset]["selection"]
+            else:
+                res["selection"] = {"selected_alpha": cfg["alpha"]}
             long_boundary_stage(dataset, cfg, res, quick, tag)
         else:
+            del results["datasets"][dataset]
             continue
         for key, spectrum in res.get("spectra", {}).items():
             res.setdefault("spectrum_low_fraction", {})[key] = low_frequency_fraction(
                 np.asarray(spectrum))
         path.write_text(json.dumps(results, indent=1))
-    results.setdefault("seconds", {})[stage] = round(time.time() - t0, 1)
+    results["seconds"] = {stage: round(time.time() - t0, 1)}
     path.write_text(json.dumps(results, indent=1))
+    report(out_dir)
+    log("done")
+
+
+def merged_results(out_dir):
+    """``results.json`` with ``long_boundary.json`` merged in (whichever exist)."""
+    merged = {"datasets": {}, "seconds": {}}
+    for name in ("results.json", "long_boundary.json"):
+        path = out_dir / name
+        if not path.exists():
+            continue
+        part = json.loads(path.read_text())
+        merged["seconds"].update(part.get("seconds", {}))
+        for dataset, res in part["datasets"].items():
+            into = merged["datasets"].setdefault(dataset, {})
+            for key, value in res.items():
+                if isinstance(value, dict) and isinstance(into.get(key), dict):
+                    into[key] = {**into[key], **value}
+                elif key not in into or name == "results.json":
+                    into[key] = value
+    return merged
+
+
+def report(out_dir):
+    results = merged_results(out_dir)
     write_markdown(results, out_dir / "results.md")
     plot(results, out_dir)
-    log("done")
 
 
 def _pct(v):
@@ -353,6 +387,8 @@ def _pct(v):
 def write_markdown(results, path):
     lines = []
     for dataset, res in results["datasets"].items():
+        if "models" not in res:  # the main stage has not reached it yet
+            continue
         lines += [f"### {dataset}", "",
                   f"U0 = {_pct(res['U0'])} %, R0/U0 = {res['R0/U0']:.3f} (test); alpha "
                   f"{res['selection']['selected_alpha']:g} chosen from "
@@ -398,7 +434,9 @@ def plot(results, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = list(results["datasets"])
+    datasets = [d for d, res in results["datasets"].items() if "gaussian_noise" in res]
+    if not datasets:
+        return
     fig, axes = plt.subplots(3, len(datasets), figsize=(4.2 * len(datasets), 10))
     axes = np.atleast_2d(axes).reshape(3, len(datasets))
     for col, dataset in enumerate(datasets):

@@ -85,8 +85,9 @@ class PixelSimilarityClassifier(BaseDefense):
     10, Th 0.8, k 16, all five depths, 7x7 stride-1 stem, SGD 0.1 with momentum
     0.9 on batches of 64, the cyclic step schedule) except where noted: the
     paper's README gives alpha 4, Th 0.2 for MNIST and alpha 10, Th 0.8 for
-    Fashion-MNIST with its own images; choose per dataset with
-    :func:`~.selection.r0_u0_search`.
+    Fashion-MNIST with its own images; choose per data set with the paper's
+    R0/U0 rule (:class:`~robustlearn.plugins.pixel_similarity.R0U0Refit` as the
+    ``refit`` of a ``GridSearchCV``).
 
     Parameters
     ----------

@@ -249,11 +249,16 @@ def test_blur_and_noise_baselines_train_and_attacks_go_through_the_blur(small_di
     assert x.grad.abs().sum() > 0
 
 
-def test_estimator_checks_pass():
-    from robustlearn.estimator_checks import check_defense
+def test_estimator_checks_cover_this_defense():
+    """scikit-learn's checks run on every registered defense in
+    tests/core/test_estimator_checks.py, with ``_test_params``; make sure this one is there
+    (``check_defense`` on the same instance passed when this test was written)."""
+    from robustlearn.estimator_checks import registered_defense_instances
 
-    check_defense(PixelSimilarityClassifier(**PixelSimilarityClassifier._test_params,
-                                            device="cpu"))
+    found = [e for e in registered_defense_instances()
+             if isinstance(e, PixelSimilarityClassifier)]
+    assert len(found) == 1
+    assert found[0].get_params()["width"] == PixelSimilarityClassifier._test_params["width"]
 
 
 # ---------------------------------------------------------------- selection

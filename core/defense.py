@@ -545,13 +545,15 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities (softmax of ``logits``), shape (n, n_classes)."""
         X = self._checked(X)
-        proba = self._batched(lambda xb: torch.softmax(self._forward(xb), dim=1), X)
+        # float64 softmax: float32 underflows to probability 0 for logit gaps over ~104,
+        # and log(predict_proba) would then disagree with predict_log_proba.
+        proba = self._batched(lambda xb: torch.softmax(self._forward(xb).double(), dim=1), X)
         return proba.astype(np.float64)
 
     def predict_log_proba(self, X):
         """Log class probabilities, shape (n, n_classes)."""
         X = self._checked(X)
-        logp = self._batched(lambda xb: torch.log_softmax(self._forward(xb), dim=1), X)
+        logp = self._batched(lambda xb: torch.log_softmax(self._forward(xb).double(), dim=1), X)
         return logp.astype(np.float64)
 
     def predict(self, X):

@@ -130,13 +130,21 @@ class ResNet(nn.Module):
         Channels of the first stage.
     blocks : tuple of int, default=(2, 2, 2, 2)
         Basic blocks per stage.
+    stem_kernel : int, default=3
+        Odd kernel size of the stride-1 stem convolution (padded to keep the
+        resolution); some recipes use 7 (for example Li et al., NeurIPS 2019,
+        and the pixel-similarity regulariser built on it).
     """
 
-    def __init__(self, input_shape, n_classes: int, width: int = 64, blocks=(2, 2, 2, 2)):
+    def __init__(self, input_shape, n_classes: int, width: int = 64, blocks=(2, 2, 2, 2),
+                 stem_kernel: int = 3):
         super().__init__()
+        if stem_kernel < 1 or stem_kernel % 2 == 0:
+            raise ValueError(f"stem_kernel must be a positive odd int, got {stem_kernel!r}")
         c = input_shape[0]
         self.stem = nn.Sequential(
-            nn.Conv2d(c, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+            nn.Conv2d(c, width, stem_kernel, 1, stem_kernel // 2, bias=False),
+            nn.BatchNorm2d(width), nn.ReLU(),
         )
         stages = []
         channels = width

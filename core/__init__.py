@@ -32,7 +32,7 @@ _LAZY = {
     "DefenseTags": (".tags", "DefenseTags"),
     "get_defense_tags": (".tags", "get_defense_tags"),
     "Surface": (".surfaces", "Surface"),
-    "audit": (".audit", "audit"),
+    "audit": (".auditing", "audit"),
     "save": (".model_file", "save"),
     "load": (".model_file", "load"),
     "TorchClassifier": (".torch_classifier", "TorchClassifier"),

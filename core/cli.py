@@ -577,8 +577,8 @@ def cmd_audit(args) -> int:
     (``robustlearn.audit``). Each check's result is cached under
     ``DIR/checks/``, so rerunning the same command resumes where it stopped.
     """
-    from .audit import audit
-    from .audit.benchmark import DEFAULT_EPSILON, training_params
+    from .auditing import audit
+    from .auditing.benchmark import DEFAULT_EPSILON, training_params
     from .datasets import load
 
     if bool(args.model) == bool(args.defense):
@@ -618,7 +618,7 @@ def cmd_benchmark(args) -> int:
     dataset's test split; ``--out`` receives ``leaderboard.md``,
     ``index.html`` (with each defense's plot) and one audit folder per defense.
     """
-    from .audit.benchmark import benchmark
+    from .auditing.benchmark import benchmark
 
     params = {}
     for item in args.set or ():

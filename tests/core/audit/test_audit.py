@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import robustlearn
-from robustlearn.audit import ORDER, AuditReport
+from robustlearn.auditing import ORDER, AuditReport
 
 from .conftest import SilentSuccessAttack
 

@@ -18,7 +18,7 @@ class AuditReport:
     Attributes
     ----------
     checks : list of dict
-        One :class:`~robustlearn.audit.base.CheckResult` dict per check, in run order.
+        One :class:`~robustlearn.auditing.base.CheckResult` dict per check, in run order.
     headline : dict
         ``robust_accuracy`` (per-example worst case over every attack run at
         radii up to ``epsilon``), its Wilson ``interval``, ``clean_accuracy``, ``n``.

@@ -92,6 +92,15 @@ class NEMONNetwork(nn.Module):
         self.last_result = None
         self.last_info = None
 
+    def __getstate__(self):
+        # the last solve's record holds closures over the batch (the adjoint hook): it is a
+        # diagnostic of one call, not part of the model, so it is not pickled
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else self.__dict__
+        state = dict(state)
+        state["last_result"] = None
+        state["last_info"] = None
+        return state
+
     # ------------------------------------------------------------ subclass API
     def injection(self, x):  # pragma: no cover - abstract
         """``U normalise(x) + b`` as a state-shaped tensor."""

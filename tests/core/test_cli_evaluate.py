@@ -134,9 +134,7 @@ def test_baselines_default_is_the_main_job():
     assert cli.baseline_defenses() == ["mlp", "cnn", "adversarial-training"]
     assert cli.baseline_settings(cli.baseline_defenses(), None) == {
         "mlp": {}, "cnn": {}, "adversarial-training": {"network": "mlp", "epsilon": 0.1}}
-    assert [cli.parse_attack(a) for a in cli.DEFAULT_ATTACKS] == [
-        "fgsm", ("linf-pgd", {"steps": 40, "rel_stepsize": 0.0625})  # Madry's 2.5 eps / steps
-    ]
+    assert cli._parse_attacks(None) is None  # no --attack: evaluate's adaptive ladder
 
 
 def test_parse_attack():

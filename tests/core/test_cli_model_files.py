@@ -21,7 +21,7 @@ def test_fit_writes_a_safe_model_file_that_evaluate_reads(tmp_path, capsys):
     model = robustlearn.load(model_path)
     X_test, y_test = load("digits", "test")
     assert model.score(X_test, y_test) > 0.5
-    assert cli.main(["evaluate", "--model", str(model_path), "--n", "30", "--attack", "fgsm",
+    assert cli.main(["evaluate", "--model", str(model_path), "--test-n", "30", "--attack", "fgsm",
                      "--epsilons", "0,0.1", "--out", str(tmp_path / "report")]) == 0
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["metadata"]["model"] == str(model_path)
@@ -31,10 +31,10 @@ def test_fit_writes_a_safe_model_file_that_evaluate_reads(tmp_path, capsys):
 
 def test_pickle_suffixes_keep_pickle(tmp_path):
     path = tmp_path / "mlp.joblib"
-    assert cli.main(["fit", "--defense", "mlp", "--n", "200", "--set", "max_epochs=1",
+    assert cli.main(["fit", "--defense", "mlp", "--train-n", "200", "--set", "max_epochs=1",
                      "--out", str(path)]) == 0
     assert isinstance(joblib.load(path), robustlearn.plugins.baselines.MLPClassifier)
-    np.testing.assert_array_equal(cli.load_model(path).classes_, np.arange(10))
+    np.testing.assert_array_equal(cli._load_model(path).classes_, np.arange(10))
 
 
 def test_evaluate_refuses_a_pickle_under_a_safe_name(tmp_path, capsys):

@@ -74,7 +74,7 @@ def test_cli_evaluate_with_a_scheduler_equals_a_local_run(client, fitted_mlp, tm
     from robustlearn import cli
 
     model = robustlearn.save(fitted_mlp, tmp_path / "mlp.safetensors")
-    common = ["evaluate", "--model", str(model), "--n", "60", "--attack", "fgsm",
+    common = ["evaluate", "--model", str(model), "--test-n", "60", "--attack", "fgsm",
               "--epsilons", "0,0.1", "--batch-size", "30"]
     assert cli.main(common + ["--out", str(tmp_path / "local")]) == 0
     assert cli.main(common + ["--out", str(tmp_path / "dask"),

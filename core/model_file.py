@@ -372,6 +372,13 @@ def load(path, device=None):
                   f", installed here: {entry.distribution} {entry.version}")
     try:
         estimator = entry.factory(**params)
+        # a defense's **kwargs stores any name (scikit-learn's init contract) and fit rejects
+        # the ones that are not routed: reject them here, before anything is loaded
+        from .defense import ROUTED_PREFIXES
+
+        for key in getattr(estimator, "_extra_params", dict)():
+            if not key.startswith(ROUTED_PREFIXES):
+                raise TypeError(f"unexpected parameter {key!r}")
     except TypeError as exc:
         raise ModelFileError(f"{path}: the saved parameters do not fit the installed {kind} "
                              f"{name!r} ({exc}; written by {written_by})") from None

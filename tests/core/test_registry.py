@@ -175,7 +175,7 @@ def test_good_fake_entry_point_is_discovered_with_its_distribution(plugin_env):
     assert caught == []
     entry = reg.get("defense", "extra-mlp")
     assert (entry.plugin, entry.distribution, entry.version) == ("extra", "extra-dist", "0.3")
-    assert entry.capabilities == ("has_detector",) and entry.paper == "Test 2026"
+    assert entry.capabilities[0] == "has_detector" and entry.paper == "Test 2026"
 
 
 def test_register_plugin_by_hand_and_unregister(plugin_env):

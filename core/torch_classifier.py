@@ -22,28 +22,9 @@ from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 from .defense import BaseDefense
 from .device import resolve_device
+from .networks import Normalize
 from .tags import DefenseTags
 from .validation import check_images
-
-
-class Normalize(torch.nn.Module):
-    """Per-channel ``(x - mean) / std`` in front of a network, as part of its forward pass.
-
-    Parameters
-    ----------
-    mean, std : float or sequence of float
-        One value, or one per channel.
-    """
-
-    def __init__(self, mean, std):
-        super().__init__()
-        mean = torch.as_tensor(np.asarray(mean, dtype=np.float32)).reshape(-1, 1, 1)
-        std = torch.as_tensor(np.asarray(std, dtype=np.float32)).reshape(-1, 1, 1)
-        self.register_buffer("mean", mean)
-        self.register_buffer("std", std)
-
-    def forward(self, x):
-        return (x - self.mean) / self.std
 
 
 class Preprocessed(torch.nn.Module):

@@ -203,7 +203,9 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
 
     def _extra_params(self) -> dict:
         """Keyword parameters beyond the declared ones (routed ones, or mistakes ``fit`` names)."""
-        declared = set(self._get_param_names())
+        # BaseDefense's own names count as declared even when a subclass with an explicit
+        # signature does not expose them (its get_params must not grow a `callbacks` it lacks)
+        declared = set(self._get_param_names()) | set(BaseDefense._get_param_names())
         return {k: v for k, v in vars(self).items()
                 if k not in declared and not k.startswith("_") and not k.endswith("_")}
 

@@ -382,3 +382,25 @@ def test_grid_search_over_a_defense_parameter(name, data):
     assert search.best_params_["lr"] in (1e-4, 1e-2)
     assert search.best_estimator_.lr == search.best_params_["lr"]
     assert search.score(X_test, y_test) > 0.3
+
+
+def test_a_defense_that_lists_every_parameter_itself_still_clones_and_fits(data):
+    # third-party defenses written before **kwargs routing restate the shared parameters
+    class Restating(BaseDefense):
+        def __init__(self, alpha=1.0, *, max_epochs=3, batch_size=64, lr=1e-2, optimizer="adam",
+                     calibration_fraction=0.1, detect_tpr=0.95, device="cpu", random_state=0,
+                     verbose=0):
+            self.alpha = alpha
+            super().__init__(max_epochs=max_epochs, batch_size=batch_size, lr=lr,
+                             optimizer=optimizer, calibration_fraction=calibration_fraction,
+                             detect_tpr=detect_tpr, device=device, random_state=random_state,
+                             verbose=verbose)
+
+        def _build_module(self, input_shape, n_classes):
+            return torch.nn.Sequential(torch.nn.Flatten(),
+                                       torch.nn.Linear(int(np.prod(input_shape)), n_classes))
+
+    est = clone(Restating(alpha=2.0))
+    assert "callbacks" not in est.get_params() and est.alpha == 2.0
+    X, y, X_test, y_test = data
+    assert est.fit(X, y).score(X_test, y_test) > 0.5

@@ -56,6 +56,13 @@ LOSSES = {
 }
 
 
+def ascent_step(x0, x, grad, step_size, epsilon, norm):
+    """One projected steepest-ascent step from ``x``: sign (linf) or l2-normalised gradient,
+    then projection onto the ``norm`` ball around ``x0`` and clipping to [0, 1]."""
+    direction = grad.sign() if norm == "linf" else grad / _flat_norm(grad)
+    return (x0 + project(x + step_size * direction - x0, epsilon, norm)).clamp(0.0, 1.0)
+
+
 def single_step(logits_fn, x, y, *, epsilon, norm="linf"):
     """The single-step point: FGSM (linf) or FGM (l2) from ``x``, clipped to [0, 1].
 
@@ -70,8 +77,7 @@ def single_step(logits_fn, x, y, *, epsilon, norm="linf"):
     x_req = x.clone().requires_grad_(True)
     loss = F.cross_entropy(logits_fn(x_req), y, reduction="sum")
     (grad,) = torch.autograd.grad(loss, x_req)
-    step = grad.sign() if norm == "linf" else grad / _flat_norm(grad)
-    return (x + project(epsilon * step, epsilon, norm)).clamp(0.0, 1.0).detach()
+    return ascent_step(x, x, grad, epsilon, epsilon, norm).detach()
 
 
 def best_of_pgd(logits_fn, x, y, *, epsilon, steps, step_size=None, norm="linf",
@@ -149,11 +155,7 @@ def best_of_pgd(logits_fn, x, y, *, epsilon, steps, step_size=None, norm="linf",
             record(index, x_adv, logits.detach())
             (grad,) = torch.autograd.grad(loss_fn(logits, yi).sum(), x_adv)
             with torch.no_grad():
-                if norm == "linf":
-                    x_adv = x_adv + step_size * grad.sign()
-                else:
-                    x_adv = x_adv + step_size * grad / _flat_norm(grad)
-                x_adv = (x0 + project(x_adv - x0, epsilon, norm)).clamp(0.0, 1.0)
+                x_adv = ascent_step(x0, x_adv, grad, step_size, epsilon, norm)
         with torch.no_grad():
             record(index, x_adv, logits_fn(x_adv))
     return best.detach()
@@ -208,9 +210,5 @@ def projected_gradient_descent(
         loss = F.cross_entropy(logits_fn(x_adv), y)
         (grad,) = torch.autograd.grad(loss, x_adv)
         with torch.no_grad():
-            if norm == "linf":
-                x_adv = x_adv + step_size * grad.sign()
-            else:
-                x_adv = x_adv + step_size * grad / _flat_norm(grad)
-            x_adv = (x + project(x_adv - x, epsilon, norm)).clamp(0.0, 1.0)
+            x_adv = ascent_step(x, x_adv, grad, step_size, epsilon, norm)
     return x_adv.detach()

@@ -357,7 +357,7 @@ def _parse_attacks(texts, estimator=None):
         return None
     attacks = [parse_attack(text) for text in texts]
     if estimator is not None:
-        from .evaluation.evaluate import check_attacks
+        from .evaluation.attack_specs import check_attacks
 
         check_attacks(attacks, estimator)
     return attacks

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import copy
-import inspect
 import logging
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from .. import registry
-from ..seeding import seed_from, torch_seed
+from ..seeding import seed_from
 from ..tags import get_defense_tags
 from ..validation import (
     check_float,
@@ -23,12 +21,14 @@ from ..validation import (
     check_random_state,
     check_unit_interval,
 )
+from .attack_specs import check_attacks, resolve_attacks
 from .intervals import wilson_interval
-from .journal import EvaluationJournal, decode_bits, encode_bits
+from .journal import EvaluationJournal, decode_bits
 from .ladder import adaptive_attacks, missing_adaptive_attacks
 from .provenance import array_fingerprint, estimator_fingerprint, json_safe, library_versions
 from .report import RobustnessReport
-from .worst_case import attack_group, robust_correct, worst_case_correct
+from .units import parallel_units, run_attack, run_clean, unit_seed
+from .worst_case import robust_correct, worst_case_correct
 
 log = logging.getLogger(__name__)
 
@@ -41,140 +41,7 @@ MONOTONICITY_TOLERANCE = 0.005
 _SEED_RULE = ("unit seed = numpy SeedSequence([random_state, unit, batch]), unit 0 = clean pass, "
               "unit i = i-th attack")
 
-
-class _AttackSpec:
-    """One resolved attack: its transformer and how the report names it."""
-
-    def __init__(self, attack, name, params):
-        self.attack = attack
-        self.name = name
-        self.params = params
-        self.norm = getattr(attack, "norm", None)
-        self.group = attack_group(self.norm)
-        self.is_minimization = bool(getattr(attack, "is_minimization", False))
-        self.needs_gradient = bool(getattr(attack, "needs_gradient", False))
-        self.key = name
-
-
-#: Attack parameters evaluate sets itself (radii per call, the victim, per-unit seeds).
-_SET_BY_EVALUATE = ("epsilon", "estimator", "random_state")
-
-
-def _changed_params(attack, params) -> dict:
-    """Parameters of an attack instance that differ from their defaults (as sklearn's repr)."""
-    try:
-        signature = inspect.signature(type(attack).__init__).parameters
-    except (TypeError, ValueError):
-        signature = {}
-    changed = {}
-    for key, value in params.items():
-        if key in _SET_BY_EVALUATE or key == "surrogate":
-            continue
-        default = signature[key].default if key in signature else inspect.Parameter.empty
-        if default is inspect.Parameter.empty or repr(default) != repr(value):
-            changed[key] = json_safe(value)
-    return changed
-
-
-def _registered_name(attack) -> str:
-    """Name of the registration that makes attacks like ``attack``.
-
-    Several registrations can share a class (``apgd-ce``, ``apgd-dlr`` and
-    ``apgd-t`` are all ``APGD`` with another ``loss``), so among the factories
-    producing this class, pick the one whose defaults agree with most of the
-    attack's parameters.
-    """
-    params = attack.get_params(deep=False) if hasattr(attack, "get_params") else {}
-    best, best_agreement = type(attack).__name__, -1
-    for entry in registry.list_registrations("attack"):
-        try:
-            reference = entry.factory()
-        except Exception:  # noqa: BLE001 - a factory that needs arguments cannot be compared
-            continue
-        if type(reference) is not type(attack):
-            continue
-        ref_params = reference.get_params(deep=False)
-        agreement = sum(1 for key, value in ref_params.items()
-                        if key in params and _same(params[key], value))
-        if agreement > best_agreement:
-            best, best_agreement = entry.name, agreement
-    return best
-
-
-def _same(a, b) -> bool:
-    try:
-        return bool(a == b)
-    except Exception:  # noqa: BLE001 - arrays and odd objects compare as different
-        return False
-
-
-def _resolve_attack(item, estimator):
-    if isinstance(item, str):
-        name, params = item, {}
-    elif (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-          and isinstance(item[1], dict)):
-        name, params = item[0], dict(item[1])
-    elif callable(getattr(item, "generate", None)):
-        attack = copy.copy(item)
-        own = attack.get_params(deep=False) if hasattr(attack, "get_params") else {}
-        needs_victim = getattr(attack, "needs_victim", lambda: True)()
-        if ("estimator" in own and own.get("estimator") is None
-                and own.get("surrogate") is None and needs_victim
-                and not hasattr(attack, "victim_")):
-            attack.set_params(estimator=estimator)
-        return _AttackSpec(attack, _registered_name(item), _changed_params(attack, own))
-    else:
-        raise TypeError(
-            "each attack must be a registered name, a (name, params dict) pair or an attack "
-            f"transformer with a generate method, got {item!r}"
-        )
-    for key in _SET_BY_EVALUATE:
-        if key in params:
-            raise ValueError(f"attack {name!r}: {key} is set by evaluate, do not pass it")
-    registry.get_registry().get("attack", name)  # unknown names: ValueError with a suggestion
-    attack = registry.make("attack", name, estimator=estimator, **params)
-    return _AttackSpec(attack, name, json_safe(params))
-
-
-def _resolve_attacks(attacks, estimator, tags):
-    if isinstance(attacks, str) or (isinstance(attacks, tuple) and len(attacks) == 2
-                                    and isinstance(attacks[1], dict)):
-        attacks = [attacks]
-    if not isinstance(attacks, (list, tuple)) or not attacks:
-        raise ValueError(f"attacks must be a non-empty list, got {attacks!r}")
-    specs = [_resolve_attack(item, estimator) for item in attacks]
-    for spec in specs:
-        validate = getattr(spec.attack, "_validate_params", None)
-        if validate is not None:
-            validate()
-        if spec.needs_gradient and not tags.gradient_attacks:
-            raise ValueError(
-                f"attack {spec.name!r} needs gradients, but {type(estimator).__name__} declares "
-                "gradient_attacks=False; use decision-based or score-based attacks"
-            )
-    counts = {}
-    for spec in specs:
-        counts[spec.name] = counts.get(spec.name, 0) + 1
-    seen = {}
-    for spec in specs:
-        if counts[spec.name] > 1:
-            described = ", ".join(f"{k}={v!r}" for k, v in spec.params.items()
-                                  if k not in ("batch_size",))
-            spec.key = f"{spec.name}({described})" if described else spec.name
-        seen[spec.key] = seen.get(spec.key, 0) + 1
-        if seen[spec.key] > 1:
-            spec.key = f"{spec.key}#{seen[spec.key]}"
-    return specs
-
-
-def check_attacks(attacks, estimator):
-    """Validate attack specs for ``estimator`` without running them (before training it).
-
-    Raises the ``ValueError``/``TypeError`` that :func:`evaluate` would raise for
-    an unknown attack, an unknown or bad parameter, or a parameter that
-    ``evaluate`` sets itself (``epsilon``). ``estimator`` may be unfitted.
-    """
-    _resolve_attacks(attacks, estimator, get_defense_tags(estimator))
+__all__ = ["check_attacks", "evaluate"]
 
 
 def _check_epsilons(epsilons):
@@ -227,94 +94,6 @@ def _subset(X, y, n, seed, notes):
         chosen, _ = train_test_split(index, train_size=n, random_state=seed)
     chosen = np.sort(chosen)
     return X[chosen], y[chosen]
-
-
-def _unit_seed(seed, unit, batch) -> int:
-    return int(np.random.SeedSequence([seed, unit, batch]).generate_state(1)[0])
-
-
-def _predict_rows(estimator, x, y, detector, draws=1):
-    """Correctness (and detector flags) of ``x`` of shape (rows, b, ...) against ``y``.
-
-    A stochastic defense is judged as deployed: it predicts ``draws`` times,
-    and an example counts as correct only when every draw is (the worst case
-    over repeated inference; Croce et al., ICML 2022).
-    """
-    rows, b = x.shape[:2]
-    flat = x.reshape((rows * b,) + x.shape[2:])
-    correct = np.ones(rows * b, dtype=bool)
-    for _ in range(draws):
-        correct &= np.asarray(estimator.predict(flat)) == np.tile(y, rows)
-    correct = correct.reshape(rows, b)
-    flagged = None
-    if detector:
-        flagged = np.asarray(estimator.detect(flat), dtype=bool).reshape(rows, b)
-    return correct, flagged
-
-
-def _check_validity(spec, x, adv, epsilons):
-    from ..attacks.base import check_adversarial  # the platform's own check (audit A2)
-
-    for k, eps in enumerate(epsilons):
-        try:
-            check_adversarial(x, adv[k], eps, spec.norm)
-        except RuntimeError as exc:
-            raise RuntimeError(f"attack {spec.key!r} at epsilon={eps}: {exc}") from None
-
-
-def _run_clean(estimator, xb, yb, detector, seed, draws=1):
-    start = time.perf_counter()
-    with torch_seed(seed):
-        correct, flagged = _predict_rows(estimator, xb[None], yb, detector, draws)
-    return {
-        "correct": [encode_bits(correct[0])],
-        "flagged": None if flagged is None else [encode_bits(flagged[0])],
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def _run_attack(spec, estimator, xb, yb, epsilons, detector, seed, draws=1):
-    start = time.perf_counter()
-    attack = copy.copy(spec.attack)
-    if hasattr(attack, "get_params") and "random_state" in attack.get_params(deep=False):
-        attack.set_params(random_state=seed)
-    with torch_seed(seed):
-        adv = np.asarray(attack.generate(xb, yb, epsilons=list(epsilons)), dtype=np.float32)
-        expected = (len(epsilons),) + xb.shape
-        if adv.shape != expected:
-            adv = adv.reshape(expected)
-        _check_validity(spec, xb, adv, epsilons)
-        correct, flagged = _predict_rows(estimator, adv, yb, detector, draws)
-    return {
-        "correct": [encode_bits(row) for row in correct],
-        "flagged": None if flagged is None else [encode_bits(row) for row in flagged],
-        "seconds": time.perf_counter() - start,
-    }
-
-
-def _run_unit(specs, estimator, xb, yb, unit, epsilons, detector, seed, draws=1):
-    """One unit of work: the clean pass (``unit`` 0) or attack ``unit`` on one batch."""
-    if unit == 0:
-        return _run_clean(estimator, xb, yb, detector, seed, draws)
-    return _run_attack(specs[unit - 1], estimator, xb, yb, epsilons, detector, seed, draws)
-
-
-def _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size, epsilons,
-                    detector, seed, draws=1):
-    """Records of the units ``todo`` computed by joblib workers, yielded in the order of ``todo``.
-
-    Each unit has its own seed, so the records equal those of a sequential run;
-    under ``joblib.parallel_backend("dask")`` the workers are a Dask cluster's.
-    """
-    from joblib import Parallel, delayed
-
-    def task(batch, unit):
-        lo = starts[batch]
-        xb, yb = X[lo:lo + batch_size], y[lo:lo + batch_size]
-        return delayed(_run_unit)(specs, estimator, xb, yb, unit, epsilons, detector,
-                                  _unit_seed(seed, unit, batch), draws)
-
-    return iter(Parallel(n_jobs=n_jobs, return_as="generator")(task(b, u) for b, u in todo))
 
 
 def _curve(correct_rows, confidence):
@@ -489,13 +268,8 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
     >>> print(report.to_markdown())  # doctest: +SKIP
     """
     wall_start = time.perf_counter()
-    check_is_fitted(estimator)
-    X, y = _check_data(estimator, X, y)
-    if epsilons is None:
-        raise ValueError("epsilons must be given: the radii to evaluate, e.g. [0, 0.1, 0.2]")
-    epsilons = _check_epsilons(epsilons)
-    batch_size = check_int(batch_size, "batch_size", low=1)
-    inference_draws = check_int(inference_draws, "inference_draws", low=1)
+    plan = _plan(estimator, X, y, attacks, epsilons, norm=norm, n=n, batch_size=batch_size,
+                 inference_draws=inference_draws, random_state=random_state)
     confidence = check_float(confidence, "confidence", low=0, high=1, low_open=True,
                              high_open=True)
     verbose = check_int(verbose, "verbose", low=0)
@@ -503,168 +277,261 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
         raise ValueError("n_jobs must be a positive int, -1 (all cores) or None, got 0")
     if resume and out_dir is None:
         raise ValueError("resume=True needs out_dir, the folder of the log to continue")
-    check_random_state(random_state)
-    seed = seed_from(random_state) if not isinstance(random_state, (int, np.integer)) \
-        else int(random_state)
-    tags = get_defense_tags(estimator)
-    chosen = attacks is None
-    if chosen:
-        attacks = adaptive_attacks(estimator, norm=norm, tags=tags)
-    specs = _resolve_attacks(attacks, estimator, tags)
-    draws = inference_draws if tags.stochastic else 1
-    notes = []
-    if n is not None:
-        X, y = _subset(X, y, check_int(n, "n", low=1), seed % (2**32), notes)
-    detector = bool(tags.has_detector) and callable(getattr(estimator, "detect", None))
-    attack_eps = [e for e in epsilons if e > 0]
-    n_examples = len(X)
-
-    config = {
-        "estimator": {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-                      "fingerprint": estimator_fingerprint(estimator)},
-        "data": {"n": n_examples, "X": array_fingerprint(X), "y": array_fingerprint(y)},
-        "attacks": [{"key": s.key, "name": s.name, "params": s.params} for s in specs],
-        "epsilons": epsilons,
-        "batch_size": batch_size,
-        "random_state": seed,
-        "detector": detector,
-        "inference_draws": draws,
-    }
+    config = _config(plan, estimator)
     journal = EvaluationJournal(out_dir, config, resume) if out_dir is not None else None
 
-    starts = list(range(0, n_examples, batch_size))
-    clean_correct = np.zeros(n_examples, dtype=bool)
-    clean_flagged = np.zeros(n_examples, dtype=bool)
-    adv_correct = np.zeros((len(specs), len(attack_eps), n_examples), dtype=bool)
-    adv_flagged = np.zeros_like(adv_correct)
-    seconds = np.zeros(len(specs) + 1)
-    resumed = 0
-    parallel = n_jobs is not None and n_jobs != 1
-    todo = [(batch, unit) for batch in range(len(starts)) for unit in range(len(specs) + 1)
-            if journal is None or journal.get("clean" if unit == 0 else specs[unit - 1].key,
-                                              batch) is None] if parallel else []
-    pending = _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size,
-                              attack_eps, detector, seed, draws) if todo else None
-    # one bar per evaluation, on a terminal only (a log file or a pipe gets the log lines)
     label = (metadata or {}).get("defense") or type(estimator).__name__
-    log.info("evaluate %s: %d examples, %s at epsilon %s", label, n_examples,
-             ", ".join(s.key for s in specs), ", ".join(f"{e:g}" for e in epsilons))
-    progress = tqdm(total=len(starts) * (len(specs) + 1), desc=f"evaluate {label}",
-                    unit="unit", disable=not verbose or not sys.stderr.isatty(), leave=False,
-                    dynamic_ncols=True)
-    try:
-        for batch, lo in enumerate(starts):
-            hi = min(lo + batch_size, n_examples)
-            xb, yb = X[lo:hi], y[lo:hi]
-            batch_resumed = True
-            for unit in range(len(specs) + 1):
-                key = "clean" if unit == 0 else specs[unit - 1].key
-                record = journal.get(key, batch) if journal is not None else None
-                if record is None:
-                    batch_resumed = False
-                    progress.set_postfix_str(f"{key}, batch {batch + 1}/{len(starts)}")
-                    unit_seed = _unit_seed(seed, unit, batch)
-                    if pending is not None:
-                        record = next(pending)
-                    elif unit == 0:
-                        record = _run_clean(estimator, xb, yb, detector, unit_seed, draws)
-                    else:
-                        record = _run_attack(specs[unit - 1], estimator, xb, yb, attack_eps,
-                                             detector, unit_seed, draws)
-                    record = {"unit": key, "batch": batch, "start": lo, "stop": hi,
-                              "seed": unit_seed, **record}
-                    if journal is not None:
-                        journal.append(record)
-                rows = np.array([decode_bits(r) for r in record["correct"]], dtype=bool)
-                flags = (np.array([decode_bits(r) for r in record["flagged"]], dtype=bool)
-                         if record.get("flagged") is not None else None)
-                if unit == 0:
-                    clean_correct[lo:hi] = rows[0]
-                    if flags is not None:
-                        clean_flagged[lo:hi] = flags[0]
-                else:
-                    adv_correct[unit - 1, :, lo:hi] = rows.reshape(len(attack_eps), hi - lo)
-                    if flags is not None:
-                        adv_flagged[unit - 1, :, lo:hi] = flags.reshape(len(attack_eps), hi - lo)
-                seconds[unit] += record["seconds"]
-                progress.update(1)
-            resumed += int(batch_resumed and journal is not None)
-    finally:
-        progress.close()
-
+    log.info("evaluate %s: %d examples, %s at epsilon %s", label, len(plan.X),
+             ", ".join(s.key for s in plan.specs), ", ".join(f"{e:g}" for e in plan.epsilons))
+    outcome = _collect(plan, estimator, journal, n_jobs, label, verbose)
     log.info("evaluate %s: done in %.1f s", label, time.perf_counter() - wall_start)
-    # Radius 0 is the clean input for every attack.
-    positive = np.array([e > 0 for e in epsilons])
-    full_correct = np.repeat(clean_correct[None, None, :], len(epsilons), axis=1)
-    full_correct = np.repeat(full_correct, len(specs), axis=0)
-    full_correct[:, positive] = adv_correct
-    full_flagged = np.repeat(clean_flagged[None, None, :], len(epsilons), axis=1)
-    full_flagged = np.repeat(full_flagged, len(specs), axis=0)
-    full_flagged[:, positive] = adv_flagged
 
-    robust = robust_correct(clean_correct, full_correct)
-    groups = [s.group for s in specs]
-    worst = worst_case_correct(robust, groups, epsilons)
-
-    clean = _curve(clean_correct[None], confidence)
+    full_correct, full_flagged = _with_radius_zero(outcome, plan.epsilons)
+    robust = robust_correct(outcome.clean_correct, full_correct)
+    groups = [s.group for s in plan.specs]
+    clean = _curve(outcome.clean_correct[None], confidence)
     clean = {k: v[0] for k, v in clean.items()}
-    clean["detection_rate"] = float(clean_flagged.mean()) if detector else None
-    attack_rows = []
-    for i, spec in enumerate(specs):
-        row = {"key": spec.key, "name": spec.name, "params": spec.params, "norm": spec.norm,
-               "group": spec.group, "is_minimization": spec.is_minimization,
-               **_curve(robust[i], confidence),
-               "detection_rate": full_flagged[i].mean(axis=1).tolist() if detector else None,
-               # the accuracy of a defense with a detector: correct, or caught by the detector
-               "correct_or_flagged": ((robust[i] | full_flagged[i]).mean(axis=1).tolist()
-                                      if detector else None),
-               "seconds": float(seconds[i + 1])}
-        attack_rows.append(row)
-        rises = np.diff(row["accuracy"])
-        if np.any(rises > MONOTONICITY_TOLERANCE):
-            notes.append(
-                f"{spec.key}: robust accuracy rises with epsilon (by up to "
-                f"{100 * rises.max():.1f} points): the attack is not converging at some radii "
-                "(weak optimisation or gradient masking)"
-            )
-    notes += _weaker_than_single_step(attack_rows, specs, epsilons)
+    clean["detection_rate"] = float(outcome.clean_flagged.mean()) if plan.detector else None
+    attack_rows = _attack_rows(plan, robust, full_flagged, outcome.seconds, confidence)
+    worst = worst_case_correct(robust, groups, plan.epsilons)
     worst_rows = {
-        group: {"attacks": [s.key for s in specs if s.group == group],
+        group: {"attacks": [s.key for s in plan.specs if s.group == group],
                 **_curve(worst[group], confidence)}
         for group in worst
     }
-    if n_examples < MIN_HEADLINE_EXAMPLES:
-        notes.append(
-            f"{n_examples} examples: fewer than {MIN_HEADLINE_EXAMPLES}, the size an audit asks "
-            "for a headline number; read the intervals"
-        )
-    if tags.stochastic:
-        notes.append(f"the estimator is stochastic: every accuracy is the worst case over "
-                     f"{draws} predictions per input")
-    if chosen:
-        notes.append("attacks chosen from the estimator's tags and surfaces: "
-                     + ", ".join(s.key for s in specs))
-    warnings = missing_adaptive_attacks(specs, estimator, tags)
-    certified, broken = _certified_curve(estimator, X, y, epsilons, tags, robust, groups)
-    warnings += broken
+    certified, broken = _certified_curve(estimator, plan.X, plan.y, plan.epsilons, plan.tags,
+                                         robust, groups)
     params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
     return RobustnessReport(
         estimator={**config["estimator"], "params": json_safe(params)},
-        tags=tags.to_dict(),
-        epsilons=list(epsilons),
-        n_examples=n_examples,
+        tags=plan.tags.to_dict(),
+        epsilons=list(plan.epsilons),
+        n_examples=len(plan.X),
         confidence=confidence,
         clean=clean,
         attacks=attack_rows,
         worst_case=worst_rows,
         wall_seconds=time.perf_counter() - wall_start,
-        compute_seconds=float(seconds.sum()),
+        compute_seconds=float(outcome.seconds.sum()),
         versions=library_versions(),
-        seeds={"random_state": seed, "rule": _SEED_RULE},
-        n_batches=len(starts),
-        n_batches_resumed=resumed,
-        notes=notes,
+        seeds={"random_state": plan.seed, "rule": _SEED_RULE},
+        n_batches=len(plan.starts),
+        n_batches_resumed=outcome.resumed,
+        notes=plan.notes + _report_notes(plan, attack_rows),
         metadata=json_safe(dict(metadata or {})),
-        warnings=warnings,
+        warnings=missing_adaptive_attacks(plan.specs, estimator, plan.tags) + broken,
         certified=certified,
     )
+
+
+@dataclass
+class _Plan:
+    """What an evaluation will run, checked before any of it runs."""
+
+    X: np.ndarray
+    y: np.ndarray
+    epsilons: list
+    specs: list
+    tags: object
+    chosen: bool  # attacks picked from the tags (the default ladder), not named by the user
+    draws: int
+    detector: bool
+    seed: int
+    batch_size: int
+    notes: list
+
+    @property
+    def attack_eps(self):
+        """Positive radii: radius 0 is the clean input, where no attack runs."""
+        return [e for e in self.epsilons if e > 0]
+
+    @property
+    def starts(self):
+        return list(range(0, len(self.X), self.batch_size))
+
+
+def _plan(estimator, X, y, attacks, epsilons, *, norm, n, batch_size, inference_draws,
+          random_state):
+    """Validate every input and resolve the attacks; raises before any expensive work."""
+    check_is_fitted(estimator)
+    X, y = _check_data(estimator, X, y)
+    if epsilons is None:
+        raise ValueError("epsilons must be given: the radii to evaluate, e.g. [0, 0.1, 0.2]")
+    epsilons = _check_epsilons(epsilons)
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    inference_draws = check_int(inference_draws, "inference_draws", low=1)
+    check_random_state(random_state)
+    seed = (int(random_state) if isinstance(random_state, (int, np.integer))
+            else seed_from(random_state))
+    tags = get_defense_tags(estimator)
+    chosen = attacks is None
+    if chosen:
+        attacks = adaptive_attacks(estimator, norm=norm, tags=tags)
+    specs = resolve_attacks(attacks, estimator, tags)
+    notes = []
+    if n is not None:
+        X, y = _subset(X, y, check_int(n, "n", low=1), seed % (2**32), notes)
+    return _Plan(X=X, y=y, epsilons=epsilons, specs=specs, tags=tags, chosen=chosen,
+                 draws=inference_draws if tags.stochastic else 1,
+                 detector=bool(tags.has_detector) and callable(getattr(estimator, "detect", None)),
+                 seed=seed, batch_size=batch_size, notes=notes)
+
+
+def _config(plan, estimator) -> dict:
+    """The configuration a log must match to be resumed."""
+    return {
+        "estimator": {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+                      "fingerprint": estimator_fingerprint(estimator)},
+        "data": {"n": len(plan.X), "X": array_fingerprint(plan.X), "y": array_fingerprint(plan.y)},
+        "attacks": [{"key": s.key, "name": s.name, "params": s.params} for s in plan.specs],
+        "epsilons": plan.epsilons,
+        "batch_size": plan.batch_size,
+        "random_state": plan.seed,
+        "detector": plan.detector,
+        "inference_draws": plan.draws,
+    }
+
+
+@dataclass
+class _Outcome:
+    """Per-example results of every unit: correctness and detector flags, clean and attacked."""
+
+    clean_correct: np.ndarray  # (n,)
+    clean_flagged: np.ndarray  # (n,)
+    adv_correct: np.ndarray  # (attacks, positive epsilons, n)
+    adv_flagged: np.ndarray
+    seconds: np.ndarray  # (1 + attacks,): the clean pass, then each attack
+    resumed: int = 0  # batches read whole from the log
+
+    @classmethod
+    def empty(cls, n_attacks, n_eps, n):
+        adv = np.zeros((n_attacks, n_eps, n), dtype=bool)
+        return cls(np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), adv, adv.copy(),
+                   np.zeros(n_attacks + 1))
+
+    def store(self, unit, record, lo, hi):
+        rows = np.array([decode_bits(r) for r in record["correct"]], dtype=bool)
+        flags = (np.array([decode_bits(r) for r in record["flagged"]], dtype=bool)
+                 if record.get("flagged") is not None else None)
+        if unit == 0:
+            self.clean_correct[lo:hi] = rows[0]
+            if flags is not None:
+                self.clean_flagged[lo:hi] = flags[0]
+        else:
+            self.adv_correct[unit - 1, :, lo:hi] = rows.reshape(-1, hi - lo)
+            if flags is not None:
+                self.adv_flagged[unit - 1, :, lo:hi] = flags.reshape(-1, hi - lo)
+        self.seconds[unit] += record["seconds"]
+
+
+def _unit_key(plan, unit):
+    return "clean" if unit == 0 else plan.specs[unit - 1].key
+
+
+def _collect(plan, estimator, journal, n_jobs, label, verbose) -> _Outcome:
+    """Run every (batch, unit) the log does not hold yet, log it, and gather all of them."""
+    n_units = len(plan.specs) + 1
+    starts, attack_eps = plan.starts, plan.attack_eps
+    outcome = _Outcome.empty(len(plan.specs), len(attack_eps), len(plan.X))
+
+    def logged(batch, unit):
+        return journal.get(_unit_key(plan, unit), batch) if journal is not None else None
+
+    pending = None
+    if n_jobs is not None and n_jobs != 1:
+        todo = [(b, u) for b in range(len(starts)) for u in range(n_units) if logged(b, u) is None]
+        if todo:
+            pending = parallel_units(todo, n_jobs, plan.specs, estimator, plan.X, plan.y, starts,
+                                     plan.batch_size, attack_eps, plan.detector, plan.seed,
+                                     plan.draws)
+    # one bar per evaluation, on a terminal only (a log file or a pipe gets the log lines)
+    progress = tqdm(total=len(starts) * n_units, desc=f"evaluate {label}", unit="unit",
+                    disable=not verbose or not sys.stderr.isatty(), leave=False,
+                    dynamic_ncols=True)
+    try:
+        for batch, lo in enumerate(starts):
+            hi = min(lo + plan.batch_size, len(plan.X))
+            xb, yb = plan.X[lo:hi], plan.y[lo:hi]
+            batch_resumed = True
+            for unit in range(n_units):
+                key = _unit_key(plan, unit)
+                record = logged(batch, unit)
+                if record is None:
+                    batch_resumed = False
+                    progress.set_postfix_str(f"{key}, batch {batch + 1}/{len(starts)}")
+                    seed = unit_seed(plan.seed, unit, batch)
+                    if pending is not None:
+                        record = next(pending)
+                    elif unit == 0:
+                        record = run_clean(estimator, xb, yb, plan.detector, seed, plan.draws)
+                    else:
+                        record = run_attack(plan.specs[unit - 1], estimator, xb, yb, attack_eps,
+                                            plan.detector, seed, plan.draws)
+                    record = {"unit": key, "batch": batch, "start": lo, "stop": hi,
+                              "seed": seed, **record}
+                    if journal is not None:
+                        journal.append(record)
+                outcome.store(unit, record, lo, hi)
+                progress.update(1)
+            outcome.resumed += int(batch_resumed and journal is not None)
+    finally:
+        progress.close()
+    return outcome
+
+
+def _with_radius_zero(outcome, epsilons):
+    """(attacks, epsilons, n) correctness and flags, radius 0 being the clean input for all."""
+    positive = np.array([e > 0 for e in epsilons])
+    n_attacks = outcome.adv_correct.shape[0]
+
+    def full(clean, adv):
+        rows = np.repeat(clean[None, None, :], len(epsilons), axis=1)
+        rows = np.repeat(rows, n_attacks, axis=0)
+        rows[:, positive] = adv
+        return rows
+
+    return (full(outcome.clean_correct, outcome.adv_correct),
+            full(outcome.clean_flagged, outcome.adv_flagged))
+
+
+def _attack_rows(plan, robust, flagged, seconds, confidence):
+    """The report's row for each attack: its raw curve, detection and time."""
+    rows = []
+    for i, spec in enumerate(plan.specs):
+        rows.append({
+            "key": spec.key, "name": spec.name, "params": spec.params, "norm": spec.norm,
+            "group": spec.group, "is_minimization": spec.is_minimization,
+            **_curve(robust[i], confidence),
+            "detection_rate": flagged[i].mean(axis=1).tolist() if plan.detector else None,
+            # the accuracy of a defense with a detector: correct, or caught by the detector
+            "correct_or_flagged": ((robust[i] | flagged[i]).mean(axis=1).tolist()
+                                   if plan.detector else None),
+            "seconds": float(seconds[i + 1]),
+        })
+    return rows
+
+
+def _report_notes(plan, attack_rows):
+    """Notes for the reader: non-monotone curves, weak attacks, small n, how attacks were chosen."""
+    notes = []
+    for row in attack_rows:
+        rises = np.diff(row["accuracy"])
+        if np.any(rises > MONOTONICITY_TOLERANCE):
+            notes.append(
+                f"{row['key']}: robust accuracy rises with epsilon (by up to "
+                f"{100 * rises.max():.1f} points): the attack is not converging at some radii "
+                "(weak optimisation or gradient masking)"
+            )
+    notes += _weaker_than_single_step(attack_rows, plan.specs, plan.epsilons)
+    if len(plan.X) < MIN_HEADLINE_EXAMPLES:
+        notes.append(
+            f"{len(plan.X)} examples: fewer than {MIN_HEADLINE_EXAMPLES}, the size an audit asks "
+            "for a headline number; read the intervals"
+        )
+    if plan.tags.stochastic:
+        notes.append(f"the estimator is stochastic: every accuracy is the worst case over "
+                     f"{plan.draws} predictions per input")
+    if plan.chosen:
+        notes.append("attacks chosen from the estimator's tags and surfaces: "
+                     + ", ".join(s.key for s in plan.specs))
+    return notes

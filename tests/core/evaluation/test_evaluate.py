@@ -186,7 +186,7 @@ def test_iterative_attack_weaker_than_fgsm_is_flagged(fitted_mlp, digits_small):
 
 
 def test_attack_objects_are_reported_under_their_registered_name(fitted_mlp, digits):
-    from robustlearn.evaluation.evaluate import _registered_name
+    from robustlearn.evaluation.attack_specs import _registered_name
 
     assert _registered_name(robustlearn.make_attack("apgd-t", steps=5)) == "apgd-t"
     assert _registered_name(robustlearn.make_attack("apgd-ce")) == "apgd-ce"

@@ -48,7 +48,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
-from skorch.callbacks import ProgressBar
 
 from .certification import margin_radius
 from .detection import calibrate_threshold, max_softmax_score
@@ -57,7 +56,7 @@ from .memory import inference_batch_size
 from .seeding import seed_from, torch_seed
 from .surfaces import Surface
 from .tags import DefenseTags
-from .training import DefenseNet, EpochProgress, FittedNetMixin, TensorBatchIterator
+from .training import OPTIMIZERS, DefenseNet, FittedNetMixin, build_net
 from .validation import (
     check_choice,
     check_device,
@@ -66,8 +65,6 @@ from .validation import (
     check_int,
     check_random_state,
 )
-
-_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 #: Prefixes of parameters routed to the skorch training engine, as skorch routes them.
 ROUTED_PREFIXES = ("optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
@@ -235,7 +232,7 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         check_int(self.max_epochs, "max_epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
         check_float(self.lr, "lr", low=0, low_open=True)
-        check_choice(self.optimizer, "optimizer", _OPTIMIZERS)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         check_float(self.calibration_fraction, "calibration_fraction", low=0, high=0.5)
         check_float(self.detect_tpr, "detect_tpr", low=0, high=1, low_open=True)
         check_device(self.device)
@@ -334,31 +331,10 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         return X_train, y_train, X_cal
 
     def _make_net(self, module, device):
-        # verbose=1: one bar over the epochs (on a terminal) and a log line; verbose=2 adds
-        # skorch's per-epoch table and per-batch bars
-        callbacks = []
-        if self.verbose:
-            callbacks.append(("epochs", EpochProgress(f"fit {type(self).__name__}")))
-        if self.verbose >= 2:
-            callbacks.append(("progress", ProgressBar()))
-        callbacks += list(self.callbacks or [])
-        return DefenseNet(
-            module=module,
-            criterion=torch.nn.CrossEntropyLoss,
-            optimizer=_OPTIMIZERS[self.optimizer],
-            lr=self.lr,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=None,
-            iterator_train=TensorBatchIterator,
-            iterator_train__shuffle=True,
-            iterator_valid=TensorBatchIterator,
-            callbacks=callbacks,
-            classes=np.arange(len(self.classes_)),
-            device=str(device),
-            verbose=int(self.verbose >= 2),
-            training_objective=self._training_loss,
-            **{**self._routed_defaults, **self._routed_params()},
+        return build_net(
+            self, DefenseNet, module, objective=self._training_loss, device=device,
+            criterion=torch.nn.CrossEntropyLoss, classes=np.arange(len(self.classes_)),
+            routed={**self._routed_defaults, **self._routed_params()},
         )
 
     def _calibrate_detector(self, X_cal):

@@ -1,9 +1,13 @@
-"""The skorch training engine behind every defense.
+"""The skorch training engine behind every defense and purifier.
 
 :class:`DefenseNet` is a skorch ``NeuralNetClassifier`` whose training step
 asks the defense for its loss (cross-entropy plus the defense's own terms), so
 skorch keeps callbacks, history and progress bars while the defense owns the
-objective. :class:`TensorBatchIterator` serves mini-batches by slicing tensors,
+objective; :class:`PurifierNet` is the same engine for estimators trained
+without labels (purifiers, autoencoders). :func:`build_net` configures either
+from an estimator's shared training parameters, so defenses and purifiers get
+the same optimizers, callbacks, progress bars and routed ``optimizer__*``
+settings. :class:`TensorBatchIterator` serves mini-batches by slicing tensors,
 avoiding the per-sample collation of a ``DataLoader`` on small images.
 """
 
@@ -13,12 +17,15 @@ import logging
 import sys
 
 import torch
-from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback
+from skorch import NeuralNet, NeuralNetClassifier
+from skorch.callbacks import Callback, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.utils import to_device
 
 log = logging.getLogger(__name__)
+
+#: Optimizers a defense's or purifier's ``optimizer`` parameter names.
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 
 class EpochProgress(Callback):
@@ -98,7 +105,28 @@ class TensorBatchIterator:
             yield self.X[index], yb
 
 
-class DefenseNet(NeuralNetClassifier):
+class _ObjectiveStep:
+    """Training step whose loss comes from ``training_objective(module, X, y)``."""
+
+    def __init__(self, *args, training_objective=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.training_objective = training_objective
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        Xi = to_device(Xi, self.device)
+        yi = to_device(yi, self.device) if self._labelled else None
+        if self.training_objective is None:
+            y_pred = self.infer(Xi)
+            loss = self.get_loss(y_pred, Xi if yi is None else yi, X=Xi, training=True)
+        else:
+            loss, y_pred = self.training_objective(self.module_, Xi, yi)
+        loss.backward()
+        return {"loss": loss, "y_pred": y_pred}
+
+
+class DefenseNet(_ObjectiveStep, NeuralNetClassifier):
     """skorch classifier whose loss comes from ``training_objective(module, X, y)``.
 
     Parameters
@@ -110,21 +138,89 @@ class DefenseNet(NeuralNetClassifier):
         Passed to :class:`skorch.NeuralNetClassifier`.
     """
 
-    def __init__(self, *args, training_objective=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.training_objective = training_objective
+    _labelled = True
 
-    def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
-        Xi, yi = unpack_data(batch)
-        Xi, yi = to_device(Xi, self.device), to_device(yi, self.device)
-        if self.training_objective is None:
-            y_pred = self.module_(Xi)
-            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        else:
-            loss, y_pred = self.training_objective(self.module_, Xi, yi)
-        loss.backward()
-        return {"loss": loss, "y_pred": y_pred}
+
+class PurifierNet(_ObjectiveStep, NeuralNet):
+    """skorch net trained without labels: its loss is ``training_objective(module, X, None)``.
+
+    Parameters
+    ----------
+    training_objective : callable
+        ``training_objective(module, X, None) -> (loss, output)``; defaults to
+        the criterion between ``module(X)`` and ``X`` (an autoencoder's
+        reconstruction error).
+    *args, **kwargs
+        Passed to :class:`skorch.NeuralNet`.
+    """
+
+    _labelled = False
+
+
+def build_net(estimator, net_class, module, *, objective, criterion, device=None,
+              description=None, routed=None, **extra):
+    """A skorch net configured from an estimator's shared training parameters.
+
+    Reads ``optimizer``, ``lr``, ``max_epochs``, ``batch_size``, ``device``,
+    ``verbose`` and ``callbacks`` (when the estimator has it) from
+    ``estimator``: ``verbose=1`` shows one bar over the epochs (on a terminal)
+    and a log line, ``verbose=2`` adds skorch's per-epoch table and per-batch
+    bars. Mini-batches are shuffled tensor slices (:class:`TensorBatchIterator`)
+    and there is no internal validation split (defenses hold out their own
+    calibration data).
+
+    Parameters
+    ----------
+    estimator : estimator
+        Holds the training parameters above (already validated).
+    net_class : {DefenseNet, PurifierNet} or a subclass
+    module : torch.nn.Module
+    objective : callable or None
+        The training objective (see :class:`DefenseNet`).
+    criterion : type
+        skorch's criterion (used when ``objective`` is None and for scoring).
+    device : torch.device, optional
+        Default: ``estimator.device`` resolved (``"auto"`` is CUDA when available).
+    description : str, optional
+        Name on the progress bar; default ``"fit <class name>"``.
+    routed : dict, optional
+        skorch-routed parameters (``optimizer__weight_decay``, ...).
+    **extra
+        Further keyword arguments of ``net_class`` (e.g. ``classes``).
+
+    Returns
+    -------
+    skorch.NeuralNet
+        Not initialised yet.
+    """
+    from .device import resolve_device
+
+    verbose = int(estimator.verbose)
+    callbacks = []
+    if verbose:
+        callbacks.append(("epochs", EpochProgress(description
+                                                  or f"fit {type(estimator).__name__}")))
+    if verbose >= 2:
+        callbacks.append(("progress", ProgressBar()))
+    callbacks += list(getattr(estimator, "callbacks", None) or [])
+    return net_class(
+        module=module,
+        criterion=criterion,
+        optimizer=OPTIMIZERS[estimator.optimizer],
+        lr=estimator.lr,
+        max_epochs=estimator.max_epochs,
+        batch_size=estimator.batch_size,
+        train_split=None,
+        iterator_train=TensorBatchIterator,
+        iterator_train__shuffle=True,
+        iterator_valid=TensorBatchIterator,
+        callbacks=callbacks,
+        device=str(device if device is not None else resolve_device(estimator.device)),
+        verbose=int(verbose >= 2),
+        training_objective=objective,
+        **extra,
+        **dict(routed or {}),
+    )
 
 
 class FittedNetMixin:

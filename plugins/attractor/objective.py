@@ -19,9 +19,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from sklearn.exceptions import ConvergenceWarning
-from skorch import NeuralNet
-from skorch.dataset import unpack_data
-from skorch.utils import to_device
 
 from .eigen_loss import eigen_loss
 
@@ -119,31 +116,3 @@ def warn_if_collapsed(network, X, objective: AttractorObjective, min_spread=0.05
             f"(now {objective.eigen_margin}), or pre-train for fewer epochs",
             ConvergenceWarning, stacklevel=2,
         )
-
-
-class ReconstructionNet(NeuralNet):
-    """skorch net for unlabeled images whose loss is ``training_objective(module, X, None)``.
-
-    Parameters
-    ----------
-    training_objective : callable
-        ``(module, X, y) -> (loss, output)``.
-    *args, **kwargs
-        Passed to :class:`skorch.NeuralNet`.
-    """
-
-    def __init__(self, *args, training_objective=None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.training_objective = training_objective
-
-    def train_step_single(self, batch, **fit_params):
-        self._set_training(True)
-        Xi, _ = unpack_data(batch)
-        Xi = to_device(Xi, self.device)
-        loss, output = self.training_objective(self.module_, Xi, None)
-        loss.backward()
-        return {"loss": loss, "y_pred": output}
-
-    def infer(self, x, **fit_params):
-        return self.module_(to_device(x, self.device))
-

@@ -9,10 +9,9 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from robustlearn.device import resolve_device
 from robustlearn.seeding import seed_from, torch_seed
 from robustlearn.surfaces import Surface
-from robustlearn.training import EpochProgress, FittedNetMixin, TensorBatchIterator
+from robustlearn.training import OPTIMIZERS, FittedNetMixin, PurifierNet, build_net
 from robustlearn.validation import (
     check_choice,
     check_device,
@@ -24,10 +23,8 @@ from robustlearn.validation import (
 
 from .dynamics import iterate_to_fixed_point, straight_through
 from .network import AttractorNetwork
-from .objective import AttractorObjective, ReconstructionNet, train_in_phases
+from .objective import AttractorObjective, train_in_phases
 from .params import check_attractor_params
-
-_OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}
 
 
 class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
@@ -68,12 +65,15 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
     verbose : int, default=0
         As for :class:`robustlearn.BaseDefense`: 1 shows a progress bar over the
         epochs, 2 also skorch's per-epoch table.
+    callbacks : list of skorch callbacks, optional
+        Added to the training engine (the one every defense uses,
+        :func:`robustlearn.training.build_net`), e.g. a learning-rate schedule.
 
     Attributes
     ----------
     n_features_in_ : int
     input_shape_ : tuple of int
-    net_ : skorch.NeuralNet
+    net_ : robustlearn.training.PurifierNet
     module_ : AttractorNetwork
     """
 
@@ -106,6 +106,7 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         device="auto",
         random_state=None,
         verbose=0,
+        callbacks=None,
     ):
         self.encoder_layers = encoder_layers
         self.decoder_layers = decoder_layers
@@ -127,16 +128,21 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.callbacks = callbacks
 
     def _validate_params(self):
         check_attractor_params(self)
         check_int(self.max_epochs, "max_epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
         check_float(self.lr, "lr", low=0, low_open=True)
-        check_choice(self.optimizer, "optimizer", _OPTIMIZERS)
+        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
         check_device(self.device)
         check_random_state(self.random_state)
         check_int(self.verbose, "verbose", low=0)
+        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
+            raise TypeError(
+                f"callbacks must be a list of skorch callbacks, got {type(self.callbacks).__name__}"
+            )
 
     def _build_module(self, input_shape, n_classes=None):
         """The autoencoder for images of ``input_shape`` (no classification head is used)."""
@@ -162,17 +168,8 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         seed = seed_from(self.random_state)
         with torch_seed(seed):
             module = self._build_module(self.input_shape_)
-            self.net_ = ReconstructionNet(
-                module=module, criterion=torch.nn.MSELoss,
-                optimizer=_OPTIMIZERS[self.optimizer], lr=self.lr,
-                max_epochs=self.max_epochs, batch_size=self.batch_size, train_split=None,
-                iterator_train=TensorBatchIterator, iterator_train__shuffle=True,
-                iterator_valid=TensorBatchIterator,
-                device=str(resolve_device(self.device)), verbose=int(self.verbose >= 2),
-                callbacks=[("epochs", EpochProgress(f"fit {type(self).__name__}"))]
-                if self.verbose else [],
-                training_objective=objective,
-            )
+            self.net_ = build_net(self, PurifierNet, module, objective=objective,
+                                  criterion=torch.nn.MSELoss)
             self.net_.initialize()
             train_in_phases(self.net_, objective, torch.from_numpy(X), None,
                             int(self.finetune_epochs))

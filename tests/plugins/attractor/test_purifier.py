@@ -51,3 +51,20 @@ def test_purifier_rejects_bad_parameters(digits):
         AttractorPurifier(eigen_method="qr").fit(digits[0][:10])
     with pytest.raises(ValueError, match="max_iter"):
         AttractorPurifier(max_iter=0).fit(digits[0][:10])
+    with pytest.raises(TypeError, match="callbacks"):
+        AttractorPurifier(callbacks="lr").fit(digits[0][:10])
+
+
+def test_purifier_trains_on_the_shared_engine_with_user_callbacks(digits):
+    from skorch.callbacks import LRScheduler
+
+    from robustlearn.training import PurifierNet
+
+    purifier = AttractorPurifier(**{**SMALL, "max_epochs": 3, "finetune_epochs": 1},
+                                 callbacks=[("lr", LRScheduler("StepLR", step_size=1,
+                                                               gamma=0.5))])
+    purifier.fit(digits[0][:64])
+    assert isinstance(purifier.net_, PurifierNet)
+    # pre-training (3 epochs) then fine-tuning (1) both ran through the user's schedule
+    assert len(purifier.net_.history) == 4
+    assert purifier.net_.optimizer_.param_groups[0]["lr"] < SMALL["lr"]

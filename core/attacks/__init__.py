@@ -9,7 +9,14 @@ plain torch PGD loop that adversarial training runs every batch, and
 
 from .apgd import APGD
 from .autoattack import AutoAttack
-from .base import BaseAttack, check_adversarial, check_epsilons, project_to_ball
+from .base import (
+    BaseAttack,
+    FixedEpsilonAttack,
+    MinimizationAttack,
+    check_adversarial,
+    check_epsilons,
+    project_to_ball,
+)
 from .detector_aware import DetectorAwarePGD, detector_aware_pgd
 from .fab import FAB
 from .fixed_epsilon import FGSM, L2PGD, GaussianNoise, LinfPGD, UniformNoise
@@ -61,11 +68,13 @@ __all__ = [
     "DetectorAwarePGD",
     "FAB",
     "FGSM",
+    "FixedEpsilonAttack",
     "GaussianNoise",
     "L2CarliniWagner",
     "L2PGD",
     "LinfDeepFool",
     "LinfPGD",
+    "MinimizationAttack",
     "SaltAndPepper",
     "Square",
     "UniformNoise",

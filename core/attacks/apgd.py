@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from ..validation import check_choice, check_float, check_int
-from .base import NORMS, BaseAttack
+from .base import NORMS, FixedEpsilonAttack
 from .gradient import single_step
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
@@ -272,7 +272,7 @@ def check_loss_classes(loss, n_classes):
         raise ValueError(f"loss={loss!r} needs at least {need} classes, the victim has {n_classes}")
 
 
-class APGD(BaseAttack):
+class APGD(FixedEpsilonAttack):
     """Auto-PGD (Croce & Hein 2020, Algorithm 1) with cross-entropy or DLR loss.
 
     Registered as ``apgd-ce`` (``loss="ce"``), ``apgd-dlr`` (``loss="dlr"``)
@@ -329,12 +329,11 @@ class APGD(BaseAttack):
             raise TypeError(f"random_start must be a bool, got {self.random_start!r}")
 
     def _run(self, victim, x, labels, epsilons):
-        check_loss_classes(self.loss, len(victim.classes))
-        return torch.stack([
-            apgd_attack(victim.logits, x, labels, epsilon=eps, norm=self.norm, steps=self.steps,
-                        loss=self.loss, restarts=self.restarts,
-                        n_target_classes=self.n_target_classes,
-                        eot_iter=self.eot_samples,
-                        rho=self.rho, random_start=self.random_start)
-            for eps in epsilons
-        ])
+        check_loss_classes(self.loss, len(victim.classes))  # before any work
+        return super()._run(victim, x, labels, epsilons)
+
+    def _run_epsilon(self, victim, x, labels, epsilon):
+        return apgd_attack(victim.logits, x, labels, epsilon=epsilon, norm=self.norm,
+                           steps=self.steps, loss=self.loss, restarts=self.restarts,
+                           n_target_classes=self.n_target_classes, eot_iter=self.eot_samples,
+                           rho=self.rho, random_start=self.random_start)

@@ -8,12 +8,16 @@ adversarial images of the input's shape; :meth:`BaseAttack.generate` runs the
 attack for several epsilons at once, as Foolbox does, and is what evaluation
 code calls.
 
-Writing an attack means subclassing :class:`BaseAttack`, listing every
-parameter (the shared ones included) in ``__init__``, setting the class
-attributes ``norm``, ``is_minimization`` and ``needs_gradient``, and
-implementing ``_run(victim, x, labels, epsilons)`` on one batch of tensors.
-Every output is projected onto the threat model's ball and checked
-(:func:`check_adversarial`) before it is returned.
+Writing an attack means subclassing one of the two kinds, as in Foolbox:
+:class:`FixedEpsilonAttack` (implement ``_run_epsilon(victim, x, labels,
+epsilon)``: the best example within one ball) or :class:`MinimizationAttack`
+(implement ``_minimize(victim, x, labels, epsilons)``: the smallest perturbation
+found, unbounded), listing every parameter (the shared ones included) in
+``__init__`` and setting the class attributes ``norm`` and ``needs_gradient``.
+The loop over radii, the batching and the output projection are written once
+here: every output is projected onto the threat model's ball and checked
+(:func:`check_adversarial`) before it is returned. An attack that is neither
+kind implements :meth:`BaseAttack._run` for all radii at once.
 """
 
 from __future__ import annotations
@@ -425,3 +429,77 @@ def _as_victim_shape(X_img, victim):
             f"expects images of shape {shape}"
         )
     return np.ascontiguousarray(X_img.reshape((len(X_img),) + shape))
+
+
+class FixedEpsilonAttack(BaseAttack):
+    """An attack that searches for an adversarial example inside a ball of given radius.
+
+    As Foolbox's ``FixedEpsilonAttack``: subclasses implement
+    ``_run_epsilon(victim, x, labels, epsilon)`` for one radius; the loop over
+    radii is written here once. Radii run in increasing order and the balls
+    are nested, so an input already fooled in a smaller ball keeps that
+    example at every larger radius instead of being attacked again: results
+    never get worse as epsilon grows, and the examples already broken cost
+    nothing more. This reuse needs the surface's forward pass to be the
+    victim's real, deterministic prediction (``exact`` or ``bpda`` surfaces of
+    a defense not tagged ``stochastic``); otherwise (transfer or EOT surfaces,
+    stochastic defenses, model-free attacks) every radius is attacked afresh.
+    """
+
+    def _run_epsilon(self, victim, x, labels, epsilon):  # pragma: no cover - abstract
+        """Attack one batch at one radius: a tensor of the shape of ``x``."""
+        raise NotImplementedError
+
+    def _is_adversarial(self, victim, x_adv, labels):
+        """Whether each example meets the attack's goal (default: misclassified)."""
+        return victim.predict_indices(x_adv) != labels
+
+    def _reuses_smaller_radii(self, victim) -> bool:
+        from ..tags import get_defense_tags
+
+        if victim is None or victim.kind not in ("exact", "bpda"):
+            return False
+        return not get_defense_tags(victim.estimator).stochastic
+
+    def _run(self, victim, x, labels, epsilons):
+        order = sorted(range(len(epsilons)), key=lambda i: epsilons[i])
+        outputs = [None] * len(epsilons)
+        if not self._reuses_smaller_radii(victim):
+            for i in order:
+                outputs[i] = self._run_epsilon(victim, x, labels, epsilons[i])
+            return torch.stack(outputs)
+        adv = x.detach().clone()
+        found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for i in order:
+            todo = (~found).nonzero()[:, 0]
+            if len(todo):
+                candidate = self._run_epsilon(victim, x[todo], labels[todo], epsilons[i])
+                adv[todo] = candidate.detach().to(adv.dtype)
+                found[todo] = self._is_adversarial(victim, candidate, labels[todo])
+            outputs[i] = adv.clone()
+        return torch.stack(outputs)
+
+
+class MinimizationAttack(BaseAttack):
+    """An attack that searches for the smallest adversarial perturbation.
+
+    As Foolbox's ``MinimizationAttack``: subclasses implement
+    ``_minimize(victim, x, labels, epsilons)``, which runs once whatever the
+    radii (``epsilons`` only informs it: an attack may stop early for an
+    example already within the only radius asked for, or bound its random
+    restarts by the largest). The result at each radius is that one run projected onto the ball
+    (by :meth:`BaseAttack.generate`, written once for every attack): an
+    example whose minimal perturbation is larger than epsilon is projected
+    back and is then usually no longer adversarial. ``epsilon=None`` returns
+    the unbounded perturbation.
+    """
+
+    is_minimization = True
+
+    def _minimize(self, victim, x, labels, epsilons):  # pragma: no cover - abstract
+        """The adversarial examples found for one batch, unbounded (shape of ``x``)."""
+        raise NotImplementedError
+
+    def _run(self, victim, x, labels, epsilons):
+        raw = self._minimize(victim, x, labels, list(epsilons))
+        return raw.unsqueeze(0).expand(len(epsilons), *raw.shape)

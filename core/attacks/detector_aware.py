@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ..validation import check_choice, check_float, check_int
-from .base import BaseAttack
+from .base import FixedEpsilonAttack
 from .gradient import NORMS, _flat_norm, project, random_start
 from .victim import Victim
 
@@ -141,7 +141,7 @@ def detector_aware_pgd(
     return best, success
 
 
-class DetectorAwarePGD(BaseAttack):
+class DetectorAwarePGD(FixedEpsilonAttack):
     """Joint PGD on a defense and its detector (:func:`detector_aware_pgd`).
 
     Looks for inputs that are misclassified *and* not flagged by the victim's
@@ -150,8 +150,9 @@ class DetectorAwarePGD(BaseAttack):
     detector as an attack surface returning ``[accepted, flagged]`` logits;
     every :class:`robustlearn.BaseDefense` does (``"detector"``, see
     :meth:`~robustlearn.BaseDefense.detection_logits`). Several epsilons are
-    run from the smallest up, and an input fooled in a smaller ball is kept
-    for the larger ones, so the success rate never falls as epsilon grows.
+    run from the smallest up, and an input that met the goal in a smaller ball
+    is kept for the larger ones (see
+    :class:`~robustlearn.attacks.base.FixedEpsilonAttack`).
 
     Accuracy under this attack is "correct or flagged": score the output with
     ``(victim.predict(X_adv) == y) | victim.detect(X_adv)``.
@@ -198,25 +199,28 @@ class DetectorAwarePGD(BaseAttack):
         if not isinstance(self.detector_surface, str):
             raise TypeError(f"detector_surface must be a str, got {self.detector_surface!r}")
 
-    def _run(self, victim, x, labels, epsilons):
+    def _detector(self, victim):
         surfaces = victim.estimator.attack_surfaces()
         if self.detector_surface not in surfaces:
             raise ValueError(
                 f"detector_surface must be one of {sorted(surfaces)} for "
                 f"{type(victim.estimator).__name__}, got {self.detector_surface!r}"
             )
-        detector = Victim(victim.estimator, self.detector_surface).logits
+        return Victim(victim.estimator, self.detector_surface).logits
+
+    def _run(self, victim, x, labels, epsilons):
+        self._detector(victim)  # a wrong detector_surface fails before any work
+        return super()._run(victim, x, labels, epsilons)
+
+    def _run_epsilon(self, victim, x, labels, epsilon):
         rel = 2.5 / self.steps if self.rel_stepsize is None else self.rel_stepsize
-        outputs = [None] * len(epsilons)
-        fooled, previous = torch.zeros(len(x), dtype=torch.bool, device=x.device), x
-        for i in sorted(range(len(epsilons)), key=lambda i: epsilons[i]):
-            eps = epsilons[i]
-            adv, success = detector_aware_pgd(
-                victim.logits, detector, x, labels, epsilon=eps, steps=self.steps,
-                step_size=rel * eps, norm=self.norm, restarts=self.restarts)
-            # an input fooled in a smaller ball is fooled in this one (the balls are nested)
-            keep = fooled & ~success
-            adv[keep] = previous[keep]
-            fooled |= success
-            outputs[i], previous = adv, adv
-        return torch.stack(outputs)
+        adv, _ = detector_aware_pgd(
+            victim.logits, self._detector(victim), x, labels, epsilon=epsilon,
+            steps=self.steps, step_size=rel * epsilon, norm=self.norm, restarts=self.restarts)
+        return adv
+
+    def _is_adversarial(self, victim, x_adv, labels):
+        """Misclassified and accepted by the detector."""
+        with torch.no_grad():
+            detection = self._detector(victim)(x_adv)
+        return (victim.predict_indices(x_adv) != labels) & (detection[:, 0] > detection[:, 1])

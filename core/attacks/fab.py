@@ -42,7 +42,7 @@ import torch
 
 from ..validation import check_choice, check_float, check_int
 from .apgd import top_targets
-from .base import NORMS, BaseAttack, check_epsilons
+from .base import NORMS, MinimizationAttack
 
 
 def _view(t, like):
@@ -272,7 +272,7 @@ def fab_attack(logits_fn, x, y, *, norm="linf", targeted=True, n_target_classes=
     return x_adv, dist
 
 
-class FAB(BaseAttack):
+class FAB(MinimizationAttack):
     """FAB, the Fast Adaptive Boundary attack (Croce & Hein, ICML 2020): minimal perturbations.
 
     Registered as ``fab`` (untargeted: the closest linearised boundary at every
@@ -307,7 +307,6 @@ class FAB(BaseAttack):
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
-    is_minimization = True
 
     def __init__(self, epsilon=None, *, norm="linf", targeted=False, n_target_classes=9,
                  steps=100, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9,
@@ -337,10 +336,10 @@ class FAB(BaseAttack):
         check_float(self.eta, "eta", low=1)
         check_float(self.beta, "beta", low=0, high=1)
 
-    def _run(self, victim, x, labels, epsilons):
-        finite = [e for e in check_epsilons(epsilons, allow_none=True) if e is not None]
+    def _minimize(self, victim, x, labels, epsilons):
+        finite = [e for e in epsilons if e is not None]
         x_adv, _ = fab_attack(victim.logits, x, labels, norm=self.norm, targeted=self.targeted,
                               n_target_classes=self.n_target_classes, restarts=self.restarts,
                               steps=self.steps, alpha_max=self.alpha_max, eta=self.eta,
                               beta=self.beta, epsilon=max(finite) if finite else None)
-        return x_adv.expand(len(epsilons), *x_adv.shape)
+        return x_adv

@@ -1,8 +1,9 @@
 """Fixed-epsilon attacks: FGSM, PGD (linf and l2) and additive noise.
 
 A fixed-epsilon attack looks for an adversarial example inside the ball of
-radius ``epsilon`` (Foolbox's ``FixedEpsilonAttack``); with several epsilons it
-runs once per epsilon.
+radius ``epsilon`` (:class:`~robustlearn.attacks.base.FixedEpsilonAttack`, as
+Foolbox's); with several epsilons it runs once per epsilon, on the inputs not
+yet fooled in a smaller ball.
 
 FGSM and PGD run either through Foolbox (``backend="foolbox"``) or through the
 torch loop of :func:`robustlearn.attacks.gradient.projected_gradient_descent`
@@ -17,6 +18,7 @@ measures the difference.
 from __future__ import annotations
 
 from ..validation import check_choice, check_float, check_int
+from .base import FixedEpsilonAttack
 from .foolbox_adapter import FoolboxAttack, run_foolbox
 from .gradient import LOSSES, best_of_pgd
 
@@ -28,7 +30,7 @@ def _check_bool(value, name):
         raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
-class _GradientDescentAttack(FoolboxAttack):
+class _GradientDescentAttack(FoolboxAttack, FixedEpsilonAttack):
     """PGD-type attacks sharing Foolbox's ``BaseGradientDescent`` parameters."""
 
     def _validate_params(self):
@@ -48,33 +50,27 @@ class _GradientDescentAttack(FoolboxAttack):
         """Step size relative to epsilon: ``rel_stepsize``, or ``2.5 / steps`` when None."""
         return 2.5 / self.steps if self.rel_stepsize is None else float(self.rel_stepsize)
 
-    def _run(self, victim, x, labels, epsilons):
-        import torch
-
+    def _run_epsilon(self, victim, x, labels, epsilon):
         if self.backend == "foolbox":
-            return self._run_foolbox(victim, x, labels, epsilons)
-        outputs = []
-        for eps in epsilons:
-            step = self.abs_stepsize if self.abs_stepsize is not None else self.relative_step * eps
-            outputs.append(best_of_pgd(
-                victim.logits, x, labels, epsilon=eps, steps=self.steps, step_size=step,
-                norm=self.norm, random_init=self.random_start, restarts=self.restarts,
-                loss=self.loss,
-            ))
-        return torch.stack(outputs)
+            return self._run_foolbox(victim, x, labels, epsilon)
+        step = self.abs_stepsize if self.abs_stepsize is not None else self.relative_step * epsilon
+        return best_of_pgd(
+            victim.logits, x, labels, epsilon=epsilon, steps=self.steps, step_size=step,
+            norm=self.norm, random_init=self.random_start, restarts=self.restarts,
+            loss=self.loss,
+        )
 
-    def _run_foolbox(self, victim, x, labels, epsilons):
+    def _run_foolbox(self, victim, x, labels, epsilon):
         """Foolbox's iterates (its last one per run); restarts keep the first success."""
         import torch
 
-        best = run_foolbox(self._foolbox_attack(), victim, x, labels, epsilons)
+        best = run_foolbox(self._foolbox_attack(), victim, x, labels, [epsilon])[0]
         for _ in range(self.restarts - 1):
-            with torch.no_grad():
-                fooled = torch.stack([victim.logits(b).argmax(1) != labels for b in best])
+            fooled = victim.predict_indices(best) != labels
             if bool(fooled.all()):
                 break
-            again = run_foolbox(self._foolbox_attack(), victim, x, labels, epsilons)
-            best = torch.where(fooled.view(*fooled.shape, *([1] * (x.dim() - 1))), best, again)
+            again = run_foolbox(self._foolbox_attack(), victim, x, labels, [epsilon])[0]
+            best = torch.where(fooled.view(-1, *([1] * (x.dim() - 1))), best, again)
         return best
 
 
@@ -227,7 +223,7 @@ class FGSM(_GradientDescentAttack):
         return foolbox.attacks.FGSM(random_start=self.random_start)
 
 
-class _AdditiveNoise(FoolboxAttack):
+class _AdditiveNoise(FoolboxAttack, FixedEpsilonAttack):
     """Additive random noise scaled to the ball's surface (model-free unless ``repeats > 1``)."""
 
     needs_gradient = False

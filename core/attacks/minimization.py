@@ -1,17 +1,17 @@
 """Minimization attacks: the smallest perturbation that changes the decision.
 
-A minimization attack (Foolbox's ``MinimizationAttack``) runs once without a
-budget; its result at each epsilon is that run clipped to the epsilon ball,
+A minimization attack (:class:`~robustlearn.attacks.base.MinimizationAttack`,
+as Foolbox's) runs once without a budget; its result at each epsilon is that
+run projected onto the epsilon ball,
 and ``epsilon=None`` returns the unbounded result (Carlini et al. 2019 ask for
 such an unbounded attack as a sanity check: it must reach 100 % success).
 """
 
 from __future__ import annotations
 
-import torch
-
 from ..validation import check_choice, check_float, check_int
-from .foolbox_adapter import FoolboxAttack, foolbox_model, run_foolbox
+from .base import MinimizationAttack
+from .foolbox_adapter import FoolboxAttack, foolbox_model, minimize_with_foolbox
 
 
 def _check_bool(value, name):
@@ -19,7 +19,7 @@ def _check_bool(value, name):
         raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
-class L2CarliniWagner(FoolboxAttack):
+class L2CarliniWagner(FoolboxAttack, MinimizationAttack):
     """Carlini & Wagner's l2 attack.
 
     Minimises ``||delta||_2^2 + c * max(Z_y - max_{i != y} Z_i, -kappa)`` with Adam
@@ -48,7 +48,6 @@ class L2CarliniWagner(FoolboxAttack):
     """
 
     norm = "l2"
-    is_minimization = True
 
     def __init__(self, epsilon=None, *, binary_search_steps=9, steps=1000, stepsize=0.01,
                  confidence=0.0, initial_const=1e-3, abort_early=True,
@@ -83,7 +82,7 @@ class L2CarliniWagner(FoolboxAttack):
         )
 
 
-class LinfDeepFool(FoolboxAttack):
+class LinfDeepFool(FoolboxAttack, MinimizationAttack):
     """DeepFool in the linf norm: step to the linearised nearest decision boundary.
 
     Moosavi-Dezfooli, Fawzi, Frossard, "DeepFool: a simple and accurate method
@@ -106,7 +105,6 @@ class LinfDeepFool(FoolboxAttack):
     """
 
     norm = "linf"
-    is_minimization = True
 
     def __init__(self, epsilon=None, *, steps=50, candidates=10, overshoot=0.02, loss="logits",
                  eot_samples=1, estimator=None, surrogate=None, surface="default", batch_size=256,
@@ -127,19 +125,19 @@ class LinfDeepFool(FoolboxAttack):
         check_float(self.overshoot, "overshoot", low=0)
         check_choice(self.loss, "loss", ("logits", "crossentropy"))
 
-    def _run(self, victim, x, labels, epsilons):
-        candidates = self.candidates
-        if candidates is not None:
-            candidates = min(candidates, len(victim.classes))
+    def _minimize(self, victim, x, labels, epsilons):
         import foolbox
 
+        candidates = self.candidates
+        if candidates is not None:  # Foolbox needs at most the victim's number of classes
+            candidates = min(candidates, len(victim.classes))
         attack = foolbox.attacks.LinfDeepFoolAttack(
             steps=self.steps, candidates=candidates, overshoot=self.overshoot, loss=self.loss
         )
-        return run_foolbox(attack, victim, x, labels, epsilons)
+        return minimize_with_foolbox(attack, victim, x, labels, epsilons)
 
 
-class Boundary(FoolboxAttack):
+class Boundary(FoolboxAttack, MinimizationAttack):
     """The decision-based Boundary Attack: a random walk along the decision boundary.
 
     Starts from an adversarial point found by blending with uniform noise and
@@ -168,7 +166,6 @@ class Boundary(FoolboxAttack):
     """
 
     norm = "l2"
-    is_minimization = True
     needs_gradient = False
 
     def __init__(self, epsilon=None, *, steps=5000, spherical_step=0.01, source_step=0.01,
@@ -196,7 +193,7 @@ class Boundary(FoolboxAttack):
         check_int(self.update_stats_every_k, "update_stats_every_k", low=1)
         check_int(self.init_steps, "init_steps", low=1)
 
-    def _run(self, victim, x, labels, epsilons):
+    def _minimize(self, victim, x, labels, epsilons):
         import foolbox
 
         model = foolbox_model(victim)
@@ -215,19 +212,10 @@ class Boundary(FoolboxAttack):
             )
             sub = foolbox.criteria.Misclassification(labels[found])
             raw[found] = attack.run(model, x[found], sub, starting_points=starts[found])
-        return torch.stack([_clip_l2(x, raw, eps) for eps in epsilons])
+        return raw
 
 
-def _clip_l2(x, x_adv, epsilon):
-    if epsilon is None:
-        return x_adv
-    delta = x_adv - x
-    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
-    factor = (epsilon / norms).clamp(max=1.0).view(-1, *([1] * (x.dim() - 1)))
-    return x + delta * factor
-
-
-class SaltAndPepper(FoolboxAttack):
+class SaltAndPepper(FoolboxAttack, MinimizationAttack):
     """Salt-and-pepper noise of increasing density until the decision changes.
 
     A decision-based corruption: it queries only the victim's decisions and
@@ -246,7 +234,6 @@ class SaltAndPepper(FoolboxAttack):
     """
 
     norm = "l2"
-    is_minimization = True
     needs_gradient = False
 
     def __init__(self, epsilon=None, *, steps=1000, across_channels=True, estimator=None,

@@ -27,7 +27,7 @@ import math
 import torch
 
 from ..validation import check_choice, check_float, check_int
-from .base import BaseAttack
+from .base import FixedEpsilonAttack
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -96,7 +96,7 @@ def square_linf(logits_fn, x0, y, *, epsilon, n_queries=5000, p_init=0.8):
     return x_best
 
 
-class Square(BaseAttack):
+class Square(FixedEpsilonAttack):
     """Square Attack in the linf norm (Andriushchenko et al., ECCV 2020): score-based, no gradients.
 
     Parameters
@@ -137,12 +137,9 @@ class Square(BaseAttack):
         check_int(self.restarts, "restarts", low=1)
         check_choice(self.norm, "norm", ("linf",))
 
-    def _run(self, victim, x, labels, epsilons):
-        return torch.stack([
-            square_attack(victim.logits, x, labels, epsilon=eps, n_queries=self.n_queries,
-                          p_init=self.p_init, restarts=self.restarts)
-            for eps in epsilons
-        ])
+    def _run_epsilon(self, victim, x, labels, epsilon):
+        return square_attack(victim.logits, x, labels, epsilon=epsilon, n_queries=self.n_queries,
+                             p_init=self.p_init, restarts=self.restarts)
 
 
 def square_attack(logits_fn, x, y, *, epsilon, n_queries=5000, p_init=0.8, restarts=1):

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..attacks import make_attack
-from ..surfaces import surfaces_by_kind
+from ..surfaces import Surface, surfaces_by_kind, surfaces_of
 from ..tags import get_defense_tags
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
@@ -295,3 +295,49 @@ def run_accuracy(ctx, key, eps=None) -> float:
     eps = ctx.epsilon if eps is None else eps
     k = min(range(len(run["eps"])), key=lambda i: abs((run["eps"][i] or 0) - eps))
     return float((ctx.clean_correct & np.asarray(run["correct"][k], dtype=bool)).mean())
+
+
+class RewrappedSurfaces:
+    """A fitted estimator seen through attack surfaces that ``rewrap`` changes.
+
+    Everything but ``attack_surfaces`` is the estimator's (prediction, tags,
+    classes); ``fit`` is a no-op, so an attack can take it as its victim.
+    Audit checks use it to fix a stochastic defense's randomness (D3) or to
+    log every query an attack makes (B5).
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    rewrap : callable
+        ``rewrap(fn) -> fn``: the new surface function from the old one;
+        surfaces of kind ``"detector"`` are rewrapped only when
+        ``detectors`` is True.
+    suffix : str, default=""
+        Added to every rewrapped surface's description.
+    detectors : bool, default=True
+    """
+
+    def __init__(self, estimator, rewrap, suffix="", detectors=True):
+        self._estimator = estimator
+        self._rewrap = rewrap
+        self._suffix = suffix
+        self._detectors = detectors
+
+    def __getattr__(self, name):
+        return getattr(self._estimator, name)
+
+    def __sklearn_is_fitted__(self):
+        return True
+
+    def fit(self, X=None, y=None):  # noqa: ARG002 - wraps a fitted estimator
+        return self
+
+    def attack_surfaces(self):
+        out = {}
+        for name, surface in surfaces_of(self._estimator).items():
+            if surface.kind == "detector" and not self._detectors:
+                out[name] = surface
+            else:
+                out[name] = Surface(self._rewrap(surface.fn), surface.kind,
+                                    surface.description + self._suffix)
+        return out

@@ -13,8 +13,7 @@ import torch
 
 from ..attacks.victim import Victim
 from ..seeding import torch_seed
-from ..surfaces import Surface, surfaces_of
-from .base import FAIL, PASS, SKIP, WARN, CheckResult, run_accuracy, tolerance
+from .base import FAIL, PASS, SKIP, WARN, CheckResult, RewrappedSurfaces, run_accuracy, tolerance
 
 
 def _is_random(ctx):
@@ -91,31 +90,17 @@ def check_d2(ctx):
     return CheckResult("D2", "EOT sweep", PASS, msg, ev, reduced)
 
 
-class _Seeded:
+def _seeded(estimator, seed):
     """The estimator with its randomness fixed: every surface call reseeds torch."""
 
-    def __init__(self, estimator, seed):
-        self._estimator = estimator
-        self._seed = seed
+    def rewrap(fn):
+        def fixed(x, *args, **kwargs):
+            with torch_seed(seed):
+                return fn(x, *args, **kwargs)
 
-    def __getattr__(self, name):
-        return getattr(self._estimator, name)
+        return fixed
 
-    def __sklearn_is_fitted__(self):
-        return True
-
-    def fit(self, X=None, y=None):  # noqa: ARG002 - wraps a fitted estimator
-        return self
-
-    def attack_surfaces(self):
-        out = {}
-        for name, s in surfaces_of(self._estimator).items():
-            def fixed(x, *args, _fn=s.fn, **kwargs):
-                with torch_seed(self._seed):
-                    return _fn(x, *args, **kwargs)
-
-            out[name] = Surface(fixed, s.kind, s.description + " (randomness fixed)")
-        return out
+    return RewrappedSurfaces(estimator, rewrap, " (randomness fixed)")
 
 
 def check_d3(ctx):
@@ -123,7 +108,7 @@ def check_d3(ctx):
         return _skip("D3", "Fixed-randomness attack")
     if not ctx.differentiable:
         return CheckResult("D3", "Fixed-randomness attack", SKIP, "no attack surface")
-    seeded = _Seeded(ctx.estimator, ctx.seed("d3"))
+    seeded = _seeded(ctx.estimator, ctx.seed("d3"))
     attack = ctx.make("apgd-ce", estimator=seeded, norm=ctx.norm, steps=ctx.budget["steps"],
                       random_state=ctx.seed("d3-attack"))
     adv = attack.generate(ctx.X, ctx.y, epsilons=[ctx.epsilon])[0]

@@ -17,7 +17,7 @@ from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
 from ..surfaces import Surface, surfaces_of
-from .base import FAIL, PASS, SKIP, WARN, CheckResult, run_accuracy, tolerance
+from .base import FAIL, PASS, SKIP, WARN, CheckResult, RewrappedSurfaces, run_accuracy, tolerance
 
 
 def _single_step(ctx):
@@ -169,37 +169,19 @@ def check_b4(ctx):
                        f"{sweep:.1%} vs {'+'.join(ref_keys)} {reference:.1%}", ev, reduced)
 
 
-class _Traced:
-    """An estimator seen through surfaces that log every query (point and predicted index)."""
+def _traced(estimator, log):
+    """The estimator seen through surfaces that log every query (point and predicted index)."""
 
-    def __init__(self, estimator, log):
-        self._estimator = estimator
-        self._log = log
+    def rewrap(fn):
+        def traced(x, *args, **kwargs):
+            logits = fn(x, *args, **kwargs)
+            log.append((x.detach().cpu().numpy().reshape(len(x), -1).copy(),
+                        logits.detach().argmax(1).cpu().numpy()))
+            return logits
 
-    def __getattr__(self, name):
-        return getattr(self._estimator, name)
+        return traced
 
-    def __sklearn_is_fitted__(self):
-        return True
-
-    def fit(self, X=None, y=None):  # noqa: ARG002 - wraps a fitted estimator
-        return self
-
-    def attack_surfaces(self):
-        out = {}
-        for name, surface in surfaces_of(self._estimator).items():
-            if surface.kind == "detector":
-                out[name] = surface
-                continue
-
-            def traced(x, *args, _fn=surface.fn, **kwargs):
-                logits = _fn(x, *args, **kwargs)
-                self._log.append((x.detach().cpu().numpy().reshape(len(x), -1).copy(),
-                                  logits.detach().argmax(1).cpu().numpy()))
-                return logits
-
-            out[name] = Surface(traced, surface.kind, surface.description)
-        return out
+    return RewrappedSurfaces(estimator, rewrap, detectors=False)
 
 
 def _silent_successes(ctx, idx, log, correct_after, norm, eps):
@@ -231,7 +213,7 @@ def check_b5(ctx):
     ev = {}
     for key, attack in attacks:
         log = []
-        traced = _bind(attack, _Traced(ctx.estimator, log))
+        traced = _bind(attack, _traced(ctx.estimator, log))
         _, correct = ctx.run_attack(f"trace-{key}", traced, [ctx.epsilon], idx=idx, record=False)
         silent = _silent_successes(ctx, idx, log, correct[0], attack.norm or ctx.norm,
                                    ctx.epsilon)

@@ -202,6 +202,11 @@ class SCAClassifier(BaseDefense):
         return Surface(partial(surfaces.loop_bpda_logits, self, T_backward=T_att), "bpda",
                        f"the deployed T forward, each inner loop differentiated at T={T_att}")
 
+    def _inputs_and_T(self, X, T):
+        """Checked images, and the inner steps asked for (the deployed T when None)."""
+        X = self._checked(X)
+        return X, (surfaces.deployed_T(self) if T is None else check_int(T, "T", low=0))
+
     def hidden_activations(self, X, T=None):
         """Activity of the last SCA layer, shape (n, width), float32.
 
@@ -211,8 +216,7 @@ class SCAClassifier(BaseDefense):
         T : int, optional
             Inner steps (defaults to the deployed T).
         """
-        X = self._checked(X)
-        T = surfaces.deployed_T(self) if T is None else check_int(T, "T", low=0)
+        X, T = self._inputs_and_T(X, T)
         self.module_.eval()
         with torch.no_grad():
             return self._batched(lambda xb: self.module_.hidden(xb, T), X).astype(np.float32)
@@ -226,8 +230,7 @@ class SCAClassifier(BaseDefense):
         T : int, optional
             Inner steps (defaults to the deployed T).
         """
-        X = self._checked(X)
-        T = surfaces.deployed_T(self) if T is None else check_int(T, "T", low=0)
+        X, T = self._inputs_and_T(X, T)
         layer = self.module_.sca[0]
         with torch.no_grad():
             x = self.module_.normalize(self._as_batch(X)).flatten(1)

@@ -29,13 +29,6 @@ def _outputs(kind, estimator, X):
     return [estimator.transform(X)]
 
 
-#: Defenses whose fitted state the safe format cannot hold yet (pickle works for them).
-NOT_YET_SAFE = {
-    "interference": "its fitted background bank, checkpoint modules and draw sequence are "
-                    "objects, not arrays or a module state dict; saving refuses them clearly",
-}
-
-
 @pytest.fixture(scope="module")
 def small_digits(digits):
     X, y, X_test, _ = digits
@@ -45,8 +38,6 @@ def small_digits(digits):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind, entry", ESTIMATORS, ids=[f"{k}-{e.name}" for k, e in ESTIMATORS])
 def test_round_trip_gives_identical_outputs(kind, entry, small_digits, tmp_path):
-    if entry.name in NOT_YET_SAFE:
-        pytest.xfail(NOT_YET_SAFE[entry.name])
     X, y, X_test = small_digits
     estimator = _fit(kind, entry, X, y)
     path = robustlearn.save(estimator, tmp_path / "model.safetensors")

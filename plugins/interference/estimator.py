@@ -127,6 +127,14 @@ class InterferenceClassifier(BaseDefense):
     classes_, n_features_in_, input_shape_, net_, module_, detect_threshold_
         See :class:`robustlearn.BaseDefense`.
 
+    Notes
+    -----
+    ``robustlearn.save`` stores a fitted network in a safe model file: the
+    background bank, the checkpoints (as state dicts, rebuilt by
+    ``_build_module`` when loading) and the position of ``draws_`` go to the
+    file's fitted state (``_export_fitted_state``), so a loaded network makes
+    the same predictions, call after call, as the saved one.
+
     Examples
     --------
     >>> import robustlearn

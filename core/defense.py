@@ -29,6 +29,9 @@ and optionally
     extra adaptive-attack surfaces (BPDA, EOT, transfer), on top of the base ones;
 ``_certified_radius(self, x) -> radii``
     a certificate, with the ``certified`` tag (see :mod:`robustlearn.certification`).
+``_export_fitted_state(self)`` and ``_import_fitted_state(self, state)``
+    fitted state beyond ``module_`` (checkpoints, extra networks, objects) as
+    plain data, for safe model files (see :mod:`robustlearn.model_file`).
 
 Each subclass lists its own parameters in its ``__init__`` and passes the
 shared ones on with ``**kwargs`` (``super().__init__(**kwargs)``): the

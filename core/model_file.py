@@ -23,6 +23,34 @@ What is not saved: private attributes (leading underscore; caches that
 ``_build_module`` rebuilds), the skorch ``net_`` (its training history
 included) and optimizer state. A loaded model predicts, is attacked and
 evaluated exactly like the saved one; to continue training, refit.
+
+Fitted state that is not plain data
+-----------------------------------
+A defense or purifier (a third-party plugin's too) whose fitted attributes
+include objects (extra networks, checkpoints, a dataclass, a random-draw
+counter) implements two methods, and the format stores that state as JSON and
+tensors like everything else:
+
+``_export_fitted_state(self) -> dict``
+    ``{attribute name: plain data}`` for the fitted attributes (trailing
+    underscore) the generic encoding cannot hold; plain data is what
+    :func:`save` stores anywhere: None, bool, int, float, str, tuples, lists,
+    dicts with str keys, numpy arrays and scalars, torch tensors (a
+    ``state_dict()`` is such a dict). These attributes are written in the
+    header's ``"state"`` section, not in ``"attributes"``.
+``_import_fitted_state(self, state)``
+    Called by :func:`load` with the decoded dict (tensors on the CPU) after
+    the parameters and the other fitted attributes are set and ``module_`` is
+    rebuilt, loaded and on its device; it must set every attribute of
+    ``state``, rebuilding networks with the estimator's own code and loading
+    their weights with :func:`load_module_state` (which refuses a tensor of
+    the wrong name or shape), and validating every other value. A
+    ``TypeError``, ``ValueError``, ``KeyError``, ``IndexError`` or
+    ``AttributeError`` it raises becomes a :class:`ModelFileError`.
+
+A file with a ``"state"`` section is written as format version 2, so that a
+robustlearn that does not know the section refuses it (asking to upgrade)
+instead of loading half a model; every other file stays version 1.
 """
 
 from __future__ import annotations
@@ -38,8 +66,14 @@ import torch
 
 from . import registry
 
-#: Version of the layout written by :func:`save`; :func:`load` reads versions up to it.
-FORMAT_VERSION = 1
+#: Newest layout :func:`save` writes and :func:`load` reads. Version 2 adds the ``"state"``
+#: section written by a defense's ``_export_fitted_state``; a file without one is version 1.
+FORMAT_VERSION = 2
+#: Version of files without a ``"state"`` section (readable by every robustlearn).
+_PLAIN_VERSION = 1
+#: Hooks of an estimator whose fitted state is not plain data (module docstring).
+EXPORT_HOOK = "_export_fitted_state"
+IMPORT_HOOK = "_import_fitted_state"
 FORMAT_NAME = "robustlearn-model"
 _SAVED_KINDS = ("defense", "purifier")
 #: Array dtypes stored as JSON lists (labels); numeric arrays go to tensors.
@@ -226,9 +260,13 @@ def save(estimator, path) -> Path:
               for k, v in estimator.get_params(deep=False).items()}
     entry = _registration_of(estimator)
     param_names = set(params)
+    state = _exported_state(estimator)
+    if state is not None:
+        state = {k: encoder.encode(v, f"state.{k}") for k, v in state.items()}
     attributes = {}
     for name, value in vars(estimator).items():
-        if name in param_names or name.startswith("_") or name in ("net_", "module_"):
+        if (name in param_names or name.startswith("_") or name in ("net_", "module_")
+                or name in (state or ())):
             continue
         if not name.endswith("_"):
             raise TypeError(
@@ -242,7 +280,7 @@ def save(estimator, path) -> Path:
         tensors[f"module.{key}"] = tensor.detach().cpu().contiguous().clone()
     header = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": _PLAIN_VERSION if state is None else FORMAT_VERSION,
         "kind": entry.kind,
         "name": entry.name,
         "class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
@@ -252,6 +290,8 @@ def save(estimator, path) -> Path:
         "attributes": attributes,
         "fitted_device": str(device),
     }
+    if state is not None:
+        header["state"] = state
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -266,6 +306,27 @@ def save(estimator, path) -> Path:
             os.remove(tmp)
         raise
     return path
+
+
+def _exported_state(estimator):
+    """The ``_export_fitted_state()`` of ``estimator`` (checked), or None without the hook."""
+    export = getattr(estimator, EXPORT_HOOK, None)
+    if export is None:
+        return None
+    state = export()
+    if not isinstance(state, dict):
+        raise TypeError(f"{type(estimator).__name__}.{EXPORT_HOOK}() must return a dict, got "
+                        f"{type(state).__name__}")
+    for name in state:
+        if not _is_fitted_name(name):
+            raise TypeError(f"{type(estimator).__name__}.{EXPORT_HOOK}() returned {name!r}, "
+                            "which is not a fitted attribute name (trailing underscore)")
+    return state
+
+
+def _is_fitted_name(name):
+    return (isinstance(name, str) and name.endswith("_") and not name.startswith("_")
+            and name not in ("net_", "module_"))
 
 
 # -------------------------------------------------------------------------- load
@@ -382,9 +443,13 @@ def load(path, device=None):
     except TypeError as exc:
         raise ModelFileError(f"{path}: the saved parameters do not fit the installed {kind} "
                              f"{name!r} ({exc}; written by {written_by})") from None
+    state = _state_to_import(path, header, estimator, tensors, kind, name, written_by)
     for key, value in attributes.items():
-        if key.startswith("_") or not key.endswith("_") or key in ("net_", "module_"):
+        if not _is_fitted_name(key):
             raise ModelFileError(f"{path}: attribute {key!r} is not a fitted attribute")
+        if key in (state or ()):
+            raise ModelFileError(f"{path}: attribute {key!r} is both in 'attributes' and "
+                                 "in 'state'")
         setattr(estimator, key, value)
     input_shape = tuple(getattr(estimator, "input_shape_", ()))
     classes = getattr(estimator, "classes_", None)
@@ -393,14 +458,60 @@ def load(path, device=None):
     except (TypeError, ValueError, AttributeError, IndexError) as exc:
         raise ModelFileError(f"{path}: the installed {kind} {name!r} cannot rebuild the saved "
                              f"network ({exc}; written by {written_by})") from None
-    state = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
-    _load_state(module, state, path)
+    weights = {k[len("module."):]: v for k, v in tensors.items() if k.startswith("module.")}
+    try:
+        load_module_state(module, weights, "module")
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     if device is None:
         fitted = torch.device(header.get("fitted_device", "cpu"))
         device = fitted if fitted.type == "cpu" or _available(fitted) else torch.device("cpu")
     module.to(resolve_device(device)).eval()
     estimator.module_ = module
+    if state is not None:
+        _import_state(path, estimator, state, kind, name, written_by)
     return estimator
+
+
+def _state_to_import(path, header, estimator, tensors, kind, name, written_by):
+    """The decoded ``"state"`` section, or None; refuses a section the class cannot take."""
+    hook = getattr(estimator, IMPORT_HOOK, None)
+    wants = hook is not None and getattr(estimator, EXPORT_HOOK, None) is not None
+    if "state" not in header:
+        if wants:
+            raise ModelFileError(
+                f"{path}: the installed {kind} {name!r} keeps fitted state that this file does "
+                f"not hold (no 'state' section; written by {written_by})"
+            )
+        return None
+    state = header["state"]
+    if header.get("format_version", 1) < 2 or not isinstance(state, dict):
+        raise ModelFileError(f"{path}: invalid 'state' section")
+    if not wants:
+        raise ModelFileError(
+            f"{path} holds fitted state for {IMPORT_HOOK}, which the installed {kind} {name!r} "
+            f"does not implement (written by {written_by})"
+        )
+    for key in state:
+        if not _is_fitted_name(key):
+            raise ModelFileError(f"{path}: state entry {key!r} is not a fitted attribute")
+    return {k: _decode(v, tensors, f"state.{k}") for k, v in state.items()}
+
+
+def _import_state(path, estimator, state, kind, name, written_by):
+    try:
+        getattr(estimator, IMPORT_HOOK)(state)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: the saved fitted state does not fit the installed {kind} {name!r} "
+            f"({type(exc).__name__}: {exc}; written by {written_by})"
+        ) from None
+    missing = sorted(k for k in state if k not in vars(estimator))
+    if missing:
+        raise ModelFileError(f"{path}: {type(estimator).__name__}.{IMPORT_HOOK} did not set "
+                             f"{missing}")
 
 
 def _available(device) -> bool:
@@ -411,20 +522,49 @@ def _available(device) -> bool:
     return False
 
 
-def _load_state(module, state, path):
+def load_module_state(module, state, where="module"):
+    """Load a state dict read from a model file into a freshly built network, strictly.
+
+    The tool for an ``_import_fitted_state`` hook that rebuilds a network of
+    its own (a checkpoint, a teacher): unlike ``module.load_state_dict``, a
+    tensor whose name or shape differs from what ``module`` expects is
+    refused with a :class:`ModelFileError`, before anything is copied.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Built by the estimator's own code.
+    state : dict of str to torch.Tensor
+    where : str, default="module"
+        Names the network in error messages.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module``, with the weights.
+
+    Raises
+    ------
+    ModelFileError
+    """
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise ModelFileError(f"{where}: the weights must be a dict of named tensors")
     expected = module.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise ModelFileError(
-            f"{path}: the network tensors do not match the architecture the registered class "
+            f"{where}: the network tensors do not match the architecture the registered class "
             f"builds (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
     for key, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[key].shape):
             raise ModelFileError(
-                f"{path}: tensor module.{key} has shape {tuple(tensor.shape)} but the "
+                f"{where}: tensor {key} has shape {tuple(tensor.shape)} but the "
                 f"architecture expects {tuple(expected[key].shape)}; the file is damaged or "
                 "was tampered with"
             )
     module.load_state_dict(state, strict=True)
+    return module

@@ -50,6 +50,42 @@ class BackgroundBank:
         """Mean background, shape (1, C, H, W): the expected superposition."""
         return self.images.mean(dim=0, keepdim=True)
 
+    def to_state(self):
+        """The bank as plain data (tensors and an int), for a safe model file."""
+        return {"images": self.images, "labels": self.labels, "n_labels": int(self.n_labels)}
+
+    @classmethod
+    def from_state(cls, state, input_shape, n_labels):
+        """A bank from :meth:`to_state` read from a file, checked against the fitted model.
+
+        Parameters
+        ----------
+        state : dict
+            ``{"images", "labels", "n_labels"}`` as written by :meth:`to_state`.
+        input_shape : tuple (C, H, W)
+            The model's ``input_shape_``; every image must have this shape.
+        n_labels : int
+            The model's ``n_background_labels_``; every label must be below it.
+
+        Raises
+        ------
+        ValueError
+            If a shape, dtype or label does not fit the model.
+        """
+        images, labels = state["images"], state["labels"]
+        if not isinstance(images, torch.Tensor) or not isinstance(labels, torch.Tensor):
+            raise ValueError("the background images and labels must be tensors")
+        if (images.ndim != 1 + len(input_shape) or tuple(images.shape[1:]) != tuple(input_shape)
+                or len(images) == 0 or not images.is_floating_point()):
+            raise ValueError(f"background images of shape {tuple(images.shape)} and dtype "
+                             f"{images.dtype} do not fit inputs of shape {tuple(input_shape)}")
+        if tuple(labels.shape) != (len(images),) or labels.dtype != torch.int64:
+            raise ValueError(f"background labels of shape {tuple(labels.shape)} and dtype "
+                             f"{labels.dtype}, expected ({len(images)},) int64")
+        if state["n_labels"] != n_labels or labels.min() < 0 or labels.max() >= n_labels:
+            raise ValueError(f"background labels must lie in range({n_labels})")
+        return cls(images.to(torch.float32), labels, int(n_labels))
+
 
 def smooth_patterns(k, input_shape, seed):
     """``k`` seeded smooth random images in [0, 1] (4x4 uniform noise, bilinearly upsampled)."""

@@ -44,7 +44,12 @@ class CheckpointSnapshots(Callback):
 
     def on_epoch_end(self, net, **kwargs):
         if len(net.history) in set(self.epochs):
-            snapshot = copy.deepcopy(net.module_).eval()
-            for p in snapshot.parameters():
-                p.requires_grad_(False)
-            self.snapshots_.append(snapshot)
+            self.snapshots_.append(frozen(copy.deepcopy(net.module_)))
+
+
+def frozen(module):
+    """``module`` in evaluation mode with ``requires_grad`` off: a checkpoint voted over."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module

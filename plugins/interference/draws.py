@@ -57,5 +57,25 @@ class DrawSequence:
         """Restart the sequence at call 0."""
         self.calls = 0
 
+    def to_state(self):
+        """The seed and the position in the sequence, for a safe model file."""
+        return {"seed": self.seed, "calls": self.calls}
+
+    @classmethod
+    def from_state(cls, state):
+        """The sequence saved by :meth:`to_state`, at the same position.
+
+        Raises
+        ------
+        ValueError
+            If the seed or the position is not a non-negative int.
+        """
+        values = (state["seed"], state["calls"])
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+            raise ValueError(f"the draw seed and call count must be ints >= 0, got {values}")
+        sequence = cls(values[0])
+        sequence.calls = values[1]
+        return sequence
+
     def __repr__(self):
         return f"DrawSequence(seed={self.seed}, calls={self.calls})"

@@ -14,8 +14,8 @@ from robustlearn.surfaces import Surface
 from robustlearn.tags import DefenseTags
 from robustlearn.validation import check_choice, check_float, check_int
 
-from .backgrounds import make_background_bank
-from .checkpoints import CheckpointSnapshots, checkpoint_epochs
+from .backgrounds import BackgroundBank, make_background_bank
+from .checkpoints import CheckpointSnapshots, checkpoint_epochs, frozen
 from .draws import DrawSequence
 from .network import ARCHITECTURES, build_network
 from .pipeline import (
@@ -126,6 +126,14 @@ class InterferenceClassifier(BaseDefense):
         Seeds the random draws of each prediction call.
     classes_, n_features_in_, input_shape_, net_, module_, detect_threshold_
         See :class:`robustlearn.BaseDefense`.
+
+    Notes
+    -----
+    ``robustlearn.save`` stores a fitted network in a safe model file: the
+    background bank, the checkpoints (as state dicts, rebuilt by
+    ``_build_module`` when loading) and the position of ``draws_`` go to the
+    file's fitted state (``_export_fitted_state``), so a loaded network makes
+    the same predictions, call after call, as the saved one.
 
     Examples
     --------
@@ -312,6 +320,54 @@ class InterferenceClassifier(BaseDefense):
             return hard_vote(joint, n_classes)
         log_p = class_log_proba(joint.flatten(0, 1), n_classes).reshape(-1, n, n_classes)
         return soft_vote(log_p)
+
+    def _export_fitted_state(self):
+        # robustlearn.save: the bank, the checkpoints and the draw sequence are objects, so
+        # they are stored as plain data (tensors, state dicts, ints) in the file's "state"
+        return {
+            "backgrounds_": self.backgrounds_.to_state(),
+            "checkpoints_": [m.state_dict() for m in self.checkpoints_],
+            "draws_": self.draws_.to_state(),
+        }
+
+    def _import_fitted_state(self, state):
+        # robustlearn.load: each checkpoint is rebuilt by _build_module and loaded strictly
+        # (a tensor of the wrong name or shape is refused), the bank is checked against the
+        # fitted input shape and background labels
+        from robustlearn.model_file import load_module_state
+
+        weights = state["checkpoints_"]
+        if not isinstance(weights, list) or not 1 <= len(weights) <= int(self.n_checkpoints):
+            raise ValueError(f"expected 1 to n_checkpoints={self.n_checkpoints} checkpoints")
+        device = self.device_
+        n_classes = len(self.classes_)
+        checkpoints = [
+            frozen(load_module_state(self._build_module(self.input_shape_, n_classes), w,
+                                     f"checkpoints_[{i}]")).to(device)
+            for i, w in enumerate(weights)
+        ]
+        self.checkpoints_ = torch.nn.ModuleList(checkpoints)
+        self.backgrounds_ = BackgroundBank.from_state(
+            state["backgrounds_"], self.input_shape_, self.n_background_labels_
+        ).to(device)
+        self.draws_ = DrawSequence.from_state(state["draws_"])
+
+    def to(self, device):
+        """Move the fitted networks (``module_`` and the checkpoints) and the backgrounds.
+
+        Parameters
+        ----------
+        device : str or torch.device
+            ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... or ``"auto"``.
+
+        Returns
+        -------
+        self
+        """
+        super().to(device)
+        self.checkpoints_.to(self.device_)
+        self.backgrounds_ = self.backgrounds_.to(self.device_)
+        return self
 
     def __robustlearn_tags__(self):
         return DefenseTags(stochastic=True)

@@ -24,7 +24,8 @@ residual reached for each tolerance on 1000 test images.
 Usage::
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/bench_nemon.py \
-        --data-dir ../shared/data [--epochs 3] [--tols 1e-3 1e-2] [--model PATH]
+        --data-dir ../shared/data [--epochs 3] [--solvers jacobi averaged] [--tols 1e-3] \
+        [--model PATH]
 """
 
 from __future__ import annotations
@@ -183,19 +184,20 @@ class Interleave(Callback):
         self.rows.append(self.row)
 
 
-def interleaved(X, y, tol, args):
-    """``args.epochs`` epochs of ours at ``tol`` and of the reference, alternating."""
+def interleaved(X, y, solver, tol, args):
+    """``args.epochs`` epochs of ours (``solver``, ``tol``) and of the reference, alternating."""
     X_ref = (torch.from_numpy(X).reshape(len(X), -1) - MEAN) / STD
     y_ref = torch.from_numpy(y).long()
     reference = AuthorsReference(tol=1e-2, seed=0)
     rows = []
-    clf = NEMONClassifier(width=100, tol=tol, backward_tol=tol, max_epochs=args.epochs,
+    clf = NEMONClassifier(width=100, solver=solver, tol=tol, backward_tol=tol,
+                          max_epochs=args.epochs,
                           batch_size=100, lr=1e-3, lipschitz_reg=args.reg,
                           calibration_fraction=0.0, device="cpu", random_state=0,
                           callbacks=[("interleave", Interleave(reference, X_ref, y_ref, rows))])
     clf.fit(X, y)
     for row, h in zip(rows, clf.solver_history_):
-        row.update(tol=tol, ours_fp_iter_mean=h["fp_iter_mean"],
+        row.update(solver=solver, tol=tol, ours_fp_iter_mean=h["fp_iter_mean"],
                    ours_bw_iter_mean=h["bw_iter_mean"], ours_fp_residual_max=h["fp_residual_max"],
                    ours_hit_max_iter=h["fp_hit_max_iter"], ours_alpha_min=h["alpha_min"],
                    cpu_ratio=row["ours_cpu_s"] / row["ref_cpu_s"],
@@ -204,7 +206,7 @@ def interleaved(X, y, tol, args):
     if args.test_accuracy:
         Xt, yt = mnist("test", args.data_dir)
         Xt_ref = (torch.from_numpy(Xt).reshape(len(Xt), -1) - MEAN) / STD
-        acc = dict(tol=tol, ours_test_acc=float(clf.score(Xt, yt)),
+        acc = dict(solver=solver, tol=tol, ours_test_acc=float(clf.score(Xt, yt)),
                    ref_test_acc=reference.accuracy(Xt_ref, torch.from_numpy(yt).long()))
         print(json.dumps(acc), flush=True)
         rows.append(acc)
@@ -219,15 +221,17 @@ def solve_table(path, args):
     yt = torch.from_numpy(y).long()
     module = clf.module_
     rows = []
-    for tol in sorted(set(args.tols) | {1e-2, 1e-3, 1e-4, 1e-5}, reverse=True):
+    for solver, tol in [(s, t) for s in args.solvers
+                        for t in sorted(set(args.tols) | {1e-2, 1e-3, 1e-4, 1e-5}, reverse=True)]:
         xi = x.clone().requires_grad_(True)
         t = time.process_time()
-        z, info = module.solve(xi, backward="implicit", tol=tol, backward_tol=tol,
+        z, info = module.solve(xi, backward="implicit", tol=tol, backward_tol=tol, method=solver,
                                max_iter=2000, backward_max_iter=2000)
         loss = torch.nn.functional.cross_entropy(module.readout(z), yt)
         loss.backward()
         back = info["result"].backward_result
-        rows.append(dict(tol=tol, fp_iter_mean=float(info["iterations"].float().mean()),
+        rows.append(dict(solver=solver, tol=tol,
+                         fp_iter_mean=float(info["iterations"].float().mean()),
                          fp_iter_max=int(info["iterations"].max()),
                          fp_residual_max=float(info["residual"].max()),
                          bw_iter_mean=float(back.iterations.float().mean()),
@@ -238,13 +242,15 @@ def solve_table(path, args):
 
 def summary(rows):
     out = {}
-    for tol in sorted({r["tol"] for r in rows if "ours_cpu_s" in r}, reverse=True):
-        sel = [r for r in rows if r.get("tol") == tol and "ours_cpu_s" in r]
+    for solver, tol in dict.fromkeys((r["solver"], r["tol"]) for r in rows if "ours_cpu_s" in r):
+        sel = [r for r in rows if (r["solver"], r["tol"]) == (solver, tol) and "ours_cpu_s" in r]
         med = {k: float(np.median([r[k] for r in sel]))
                for k in ("ours_cpu_s", "ref_cpu_s", "ours_wall_s", "ref_wall_s", "load")}
-        med["cpu_ratio"] = med["ours_cpu_s"] / med["ref_cpu_s"]
-        med["wall_ratio"] = med["ours_wall_s"] / med["ref_wall_s"]
-        out[str(tol)] = med
+        # paired: each epoch of ours against the reference epoch run just before it
+        med["cpu_ratio"] = float(np.median([r["cpu_ratio"] for r in sel]))
+        med["wall_ratio"] = float(np.median([r["wall_ratio"] for r in sel]))
+        med["epochs"] = len(sel)
+        out[f"{solver} tol={tol:g}"] = med
     return out
 
 
@@ -253,6 +259,8 @@ def main(argv=None):
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--tols", type=float, nargs="+", default=[1e-3],
                    help="tolerances (forward = backward) of ours to time against the reference")
+    p.add_argument("--solvers", nargs="+", default=["jacobi", "averaged"],
+                   help="forward solvers of ours to time (each against its own reference run)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--reg", type=float, default=0.0,
                    help="Lipschitz regulariser weight of ours (the authors train without)")
@@ -267,8 +275,9 @@ def main(argv=None):
     X, y = mnist("train", args.data_dir, args.n_train)
     out = dict(n_train=len(X), epochs=args.epochs, reg=args.reg,
                authors_sec_per_epoch_issue11=AUTHORS_SEC_PER_EPOCH, rows=[])
-    for tol in args.tols:
-        out["rows"] += interleaved(X, y, tol, args)
+    for solver in args.solvers:
+        for tol in args.tols:
+            out["rows"] += interleaved(X, y, solver, tol, args)
     out["summary"] = summary(out["rows"])
     print(json.dumps(out["summary"], indent=1), flush=True)
     model = args.model or next(iter(sorted(glob.glob(

@@ -120,7 +120,7 @@ class NEMONClassifier(BaseDefense):
         Forward iteration (see
         :meth:`robustlearn.plugins.nemon.network.NEMONNetwork.solve`): the
         nonlinear Jacobi iteration, which solves each unit's self-coupling
-        exactly (the default: same equilibrium, same contraction bound, about
+        exactly (the default: same equilibrium, same contraction bound, 5 to
         7 times fewer iterations on MNIST), or the paper's averaged iteration.
         The implicit backward solves the adjoint of the same map.
     mu : float, default=0.0

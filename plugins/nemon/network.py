@@ -194,7 +194,7 @@ class NEMONNetwork(nn.Module):
           ``ReLU(r) / (1 - W_ii)``). Same fixed points as the equilibrium;
           row ``i`` contracts by ``sum_{j != i} |W~_ij| / (1 - W_ii) <=
           (mu_i - W_ii) / (1 - W_ii)``, so units with a small diagonal are no
-          longer held back by the most negative one. About 7 times fewer
+          longer held back by the most negative one. 5 to 7 times fewer
           iterations than the averaged iteration on the trained MNIST models
           (``benchmarks/bench_nemon.py``).
         * ``"averaged"``: the paper's averaged (Krasnoselskii-Mann) iteration

@@ -183,21 +183,40 @@ def _mask(active, z):
 
 
 def _iterate(step, z, *, max_iter, tol, alpha):
+    # The relative change of the averaged step is ``alpha ||f(z) - z|| / ||z||``, so the
+    # difference serves both the update and the stopping test. While every sample is still
+    # moving (most of a solve: a batch's samples settle within a few iterations of each other)
+    # no sample needs freezing, and the per-sample masking below is skipped: the same
+    # iterates, at half the elementwise operations per iteration, which is what a small map
+    # (a 100x100 matrix product) costs on a CPU.
     n = z.shape[0]
-    iterations = torch.zeros(n, dtype=torch.int64, device=z.device)
     residual = torch.full((n,), float("inf"), device=z.device, dtype=z.dtype)
-    active = torch.ones(n, dtype=torch.bool, device=z.device)
+    active = None  # None: every sample still active, after `taken` iterations
+    taken = 0
+    iterations = None
     for _ in range(max_iter):
-        new = step(z)
-        if alpha != 1.0:
-            new = (1 - alpha) * z + alpha * new
-        change = relative_change(new.detach(), z.detach())
-        z = torch.where(_mask(active, z), new, z)
-        residual = torch.where(active, change, residual)
-        iterations = iterations + active.long()
-        active = active & (change >= tol)
+        f = step(z)
+        diff = f - z
+        new = f if alpha == 1.0 else torch.add(z, diff, alpha=alpha)
+        change = torch.linalg.vector_norm(diff.detach().flatten(1), dim=1).mul_(alpha).div_(
+            torch.linalg.vector_norm(z.detach().flatten(1), dim=1).clamp_min_(1e-12))
+        if active is None:
+            z, residual = new, change
+            taken += 1
+            moving = change >= tol
+            if bool(moving.all()):
+                continue
+            iterations = torch.full((n,), taken, dtype=torch.int64, device=z.device)
+            active = moving
+        else:
+            z = torch.where(_mask(active, z), new, z)
+            residual = torch.where(active, change, residual)
+            iterations += active
+            active = active & (change >= tol)
         if not bool(active.any()):
             break
+    if iterations is None:
+        iterations = torch.full((n,), taken, dtype=torch.int64, device=z.device)
     return FixedPointResult(z, iterations, residual, tol=tol, max_iter=max_iter)
 
 

@@ -46,11 +46,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustlearn.fixed_point import FixedPointWarning, fixed_point, solve_fixed_point
+from robustlearn.fixed_point import (
+    FixedPointWarning,
+    fixed_point,
+    relative_change,
+    solve_fixed_point,
+)
 from robustlearn.networks import Normalize
 
 #: Backward passes the equilibrium layer offers (see :func:`robustlearn.fixed_point.fixed_point`).
 BACKWARDS = ("implicit", "unrolled", "one-step")
+
+#: Forward solvers (see :meth:`NEMONNetwork.solve`).
+METHODS = ("jacobi", "averaged")
 
 
 def step_size(diagonal: torch.Tensor) -> float:
@@ -87,8 +95,8 @@ class NEMONNetwork(nn.Module):
             raise ValueError(f"mu must be < 1, got {mu!r}")
         self.mu = float(mu)
         self.normalize = Normalize(mean, std)
-        self.solver = dict(tol=1e-3, max_iter=300, backward="implicit", backward_tol=1e-4,
-                           backward_max_iter=300, alpha="auto", warn=True)
+        self.solver = dict(method="jacobi", tol=1e-3, max_iter=300, backward="implicit",
+                           backward_tol=1e-4, backward_max_iter=300, alpha="auto", warn=True)
         self.last_result = None
         self.last_info = None
 
@@ -118,8 +126,19 @@ class NEMONNetwork(nn.Module):
         """``W^T g`` for a batch (the adjoint of :meth:`apply_w`)."""
         raise NotImplementedError
 
+    def affine(self, z, op, u):
+        """``W z + u``, the pre-activation of one iteration (a subclass may fuse it)."""
+        return self.apply_w(z, op) + u
+
     def diagonal(self, op):  # pragma: no cover - abstract
         """The diagonal entries ``W_ii`` (one per unit, or per channel)."""
+        raise NotImplementedError
+
+    def jacobi_operator(self, op):  # pragma: no cover - abstract
+        """``(op', inv)``: ``W' = diag(inv) (W - diag(W))`` and ``inv = 1 / (1 - W_ii)``.
+
+        ``op'`` is of the same kind as ``op``; ``inv`` broadcasts against a state.
+        """
         raise NotImplementedError
 
     def row_measures(self):  # pragma: no cover - abstract
@@ -143,24 +162,60 @@ class NEMONNetwork(nn.Module):
         alpha = self.solver.get("alpha", "auto")
         return step_size(self.diagonal(op)) if alpha == "auto" else float(alpha)
 
+    def _iteration(self, op, u, method):
+        """The map the forward solver iterates, and its settings.
+
+        Returns ``(op', u', alpha, core_method, scale)``: the solver iterates
+        ``ReLU(W' z + u')``; its relative change times ``scale`` bounds the
+        fixed-point residual ``||ReLU(W z + u) - z|| / ||z||`` of the
+        equilibrium itself, so the solver is given ``tol / scale``.
+        """
+        if method == "averaged":
+            alpha = self._alpha(op)
+            # the averaged step's change is alpha times the residual
+            return op, u, alpha, "averaged", 1.0 / alpha
+        op_j, inv = self.jacobi_operator(op)
+        # |ReLU(Wz+u)_i - z_i| <= max(1, 1 - W_ii) |J(z)_i - z_i| for z >= 0, row by row
+        scale = max(1.0, float(1.0 / inv.detach().min()))
+        return op_j, u * inv, 1.0, "plain", scale
+
     def solve(self, x, *, backward=None, tol=None, max_iter=None, backward_tol=None,
-              backward_max_iter=None, warn=None):
+              backward_max_iter=None, warn=None, method=None):
         """Equilibrium states of a batch and a record of the solve.
 
-        The forward pass is the averaged (Krasnoselskii-Mann) iteration from
-        ``z = 0`` with the step :func:`step_size` recomputed from ``W`` at
-        this call. A sample stops when its fixed-point residual
-        ``||f(z) - z|| / ||z||`` is below ``tol`` (the iteration's relative
-        change is ``alpha`` times it, so the solver is given ``alpha * tol``).
+        Two forward solvers, both contractions in the ``D``-weighted
+        l-infinity norm with factor at most ``(mu+ - W_min) / (1 - W_min)``
+        (``W_min`` the smallest diagonal entry, ``mu+ = max(mu, 0)``):
+
+        * ``"jacobi"`` (default): the nonlinear Jacobi iteration
+          ``z_i <- ReLU(sum_{j != i} W_ij z_j + u_i) / (1 - W_ii)``, which
+          solves each unit's own term exactly (for ``W_ii < 1`` the scalar
+          equation ``z = ReLU(W_ii z + r)`` has the solution
+          ``ReLU(r) / (1 - W_ii)``). Same fixed points as the equilibrium;
+          row ``i`` contracts by ``sum_{j != i} |W~_ij| / (1 - W_ii) <=
+          (mu_i - W_ii) / (1 - W_ii)``, so units with a small diagonal are no
+          longer held back by the most negative one. 5 to 7 times fewer
+          iterations than the averaged iteration on the trained MNIST models
+          (``benchmarks/bench_nemon.py``).
+        * ``"averaged"``: the paper's averaged (Krasnoselskii-Mann) iteration
+          ``z <- (1 - alpha) z + alpha ReLU(W z + u)`` with the step
+          :func:`step_size` recomputed from ``W`` at this call.
+
+        Both start from ``z = 0``. A sample stops once its iteration's change
+        guarantees a fixed-point residual ``||ReLU(W z + u) - z|| / ||z||``
+        below ``tol``; the residual reported is then measured at the returned
+        state (one more application of the map).
 
         Returns
         -------
         z : torch.Tensor
             States, differentiable by ``backward`` ("implicit": the adjoint
-            fixed point with ``backward_tol``; "unrolled"; "one-step").
+            fixed point of the iterated map with ``backward_tol``; "unrolled";
+            "one-step").
         info : dict
-            ``alpha``, ``iterations`` and ``residual`` (true fixed-point
-            residual) per sample, ``result`` (the core
+            ``method``, ``alpha`` (1 for Jacobi), ``iterations`` and
+            ``residual`` (true fixed-point residual at the returned state)
+            per sample, ``result`` (the core
             :class:`~robustlearn.fixed_point.FixedPointResult`; its
             ``backward_result`` holds the adjoint solve after ``backward()``).
         """
@@ -172,47 +227,56 @@ class NEMONNetwork(nn.Module):
         if backward_max_iter is None:
             backward_max_iter = s["backward_max_iter"]
         warn = s["warn"] if warn is None else warn
+        method = s.get("method", "jacobi") if method is None else method
         if backward not in BACKWARDS:
             raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         op = self.operator()
         u = self.injection(x)
-        alpha = self._alpha(op)
+        it_op, it_u, alpha, core_method, scale = self._iteration(op, u, method)
 
         def step(z):
-            return F.relu(self.apply_w(z, op) + u)
+            return F.relu(self.affine(z, it_op, it_u))
 
         def vjp(z_star):
-            # J_f(z*)^T g = W^T (1[W z* + u > 0] g), without an autograd call per iteration
-            active = (self.apply_w(z_star, op) + u.detach() > 0).to(z_star.dtype)
-            return lambda g: self.apply_wt(active * g, op)
+            # J(z*)^T g = W'^T (1[W' z* + u' > 0] g), without an autograd call per iteration
+            active = (self.affine(z_star, it_op, it_u.detach()) > 0).to(z_star.dtype)
+            return lambda g: self.apply_wt(active * g, it_op)
 
+        # the adjoint's own residual ||v + J^T g - g|| / ||g|| is its change over alpha
         z, result = fixed_point(
-            step, torch.zeros_like(u), backward=backward, method="averaged", alpha=alpha,
-            max_iter=int(max_iter), tol=float(tol) * alpha,
+            step, torch.zeros_like(u), backward=backward, method=core_method, alpha=alpha,
+            max_iter=int(max_iter), tol=float(tol) / scale,
             backward_tol=float(backward_tol) * alpha, backward_max_iter=int(backward_max_iter),
             warn=False, vjp=vjp,
         )
-        residual = result.residual / alpha
+        with torch.no_grad():
+            z_end = result.z.detach()
+            residual = relative_change(F.relu(self.affine(z_end, op, u.detach())), z_end)
         if warn and bool(result.hit_max_iter.any()):
             warnings.warn(
                 f"NEMON forward solve hit max_iter={max_iter} for "
                 f"{int(result.hit_max_iter.sum())} of {len(residual)} samples (largest "
-                f"fixed-point residual {float(residual.max()):.3g} > tol={tol}, "
-                f"alpha={alpha:.3g}); raise max_iter or tol",
+                f"fixed-point residual {float(residual.max()):.3g}, tol={tol}, "
+                f"{method} iteration, alpha={alpha:.3g}); raise max_iter or tol",
                 FixedPointWarning, stacklevel=2,
             )
-        info = dict(alpha=alpha, iterations=result.iterations, residual=residual, tol=float(tol),
-                    max_iter=int(max_iter), backward_tol=float(backward_tol), result=result)
+        info = dict(method=method, alpha=alpha, iterations=result.iterations, residual=residual,
+                    tol=float(tol), max_iter=int(max_iter), backward_tol=float(backward_tol),
+                    result=result)
         self.last_result, self.last_info = result, info
         return z, info
 
-    def iterate(self, x, k):
-        """States after exactly ``k`` averaged iterations from 0, differentiable through each."""
+    def iterate(self, x, k, method=None):
+        """States after exactly ``k`` iterations of the forward solver from 0, differentiable."""
+        method = self.solver.get("method", "jacobi") if method is None else method
         op = self.operator()
         u = self.injection(x)
-        alpha = self._alpha(op)
-        result = solve_fixed_point(lambda z: F.relu(self.apply_w(z, op) + u), torch.zeros_like(u),
-                                   method="averaged", alpha=alpha, max_iter=int(k), tol=0.0)
+        it_op, it_u, alpha, core_method, _ = self._iteration(op, u, method)
+        result = solve_fixed_point(lambda z: F.relu(self.affine(z, it_op, it_u)),
+                                   torch.zeros_like(u), method=core_method, alpha=alpha,
+                                   max_iter=int(k), tol=0.0)
         return result.z
 
     def forward(self, x):
@@ -288,8 +352,17 @@ class DenseNEMON(NEMONNetwork):
     def apply_wt(self, g, op):
         return g @ op
 
+    def affine(self, z, op, u):
+        # one BLAS call for W z + u: the matrix product is most of an iteration's cost
+        return torch.addmm(u, z, op.T)
+
     def diagonal(self, op):
         return op.diagonal()
+
+    def jacobi_operator(self, op):
+        diag = op.diagonal()
+        inv = 1.0 / (1.0 - diag)
+        return (op - torch.diag(diag)) * inv[:, None], inv
 
     def row_measures(self):
         a = self.A.diagonal()
@@ -352,6 +425,12 @@ class ConvNEMON(NEMONNetwork):
         self.d = nn.Parameter(torch.zeros(channels))
         hs = (h - 1) // stride + 1
         ws = (w - 1) // stride + 1
+        if min(hs, ws) <= kernel_size // 2:
+            # a circular kernel that wraps onto its own pixel adds to the diagonal, which the
+            # step size, the Jacobi split and the row measures all read from the centre tap
+            raise ValueError(
+                f"the state ({hs}x{ws}) must be larger than kernel_size // 2 = "
+                f"{kernel_size // 2} in each direction; lower stride or kernel_size")
         self.pool = int(min(pool, hs, ws))
         self.state_hw = (hs, ws)
         n_features = channels * (hs // self.pool) * (ws // self.pool)
@@ -384,6 +463,17 @@ class ConvNEMON(NEMONNetwork):
         kernel, shift = op
         c = self.kernel_size // 2
         return kernel[:, :, c, c].diagonal() + shift
+
+    def jacobi_operator(self, op):
+        kernel, _ = op
+        inv = 1.0 / (1.0 - self.diagonal(op))
+        k = self.kernel_size
+        # the unit's own weight: the centre tap of its channel's kernel onto itself
+        own = torch.zeros(k, k, dtype=kernel.dtype, device=kernel.device)
+        own[k // 2, k // 2] = 1.0
+        mask = torch.eye(kernel.shape[0], dtype=kernel.dtype, device=kernel.device)
+        off = kernel * (1.0 - mask[:, :, None, None] * own)
+        return (off * inv[:, None, None, None], torch.zeros_like(inv)), inv[:, None, None]
 
     def row_measures(self):
         c = self.kernel_size // 2

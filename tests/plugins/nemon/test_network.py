@@ -54,26 +54,67 @@ def test_conv_adjoint_is_the_transpose():
     assert torch.allclose(net.apply_wt(g, op), expected, atol=1e-4)
 
 
+@pytest.mark.parametrize("method", ["jacobi", "averaged"])
 @pytest.mark.parametrize("make", [_dense, _conv])
-def test_forward_converges_to_the_fixed_point(make):
+def test_forward_converges_to_the_fixed_point(make, method):
     net = make()
     x = torch.rand(6, *((1, 4, 4) if isinstance(net, DenseNEMON) else (2, 6, 6)))
-    z, info = net.solve(x, tol=1e-6, max_iter=3000)
+    z, info = net.solve(x, tol=1e-6, max_iter=3000, method=method)
     assert not bool(info["result"].hit_max_iter.any())
     with torch.no_grad():
         fz = F.relu(net.apply_w(z, net.operator()) + net.injection(x))
     assert float((fz - z).abs().max()) < 1e-4
-    assert info["alpha"] == pytest.approx(step_size(net.diagonal(net.operator())))
+    # the reported residual is the equilibrium's own, measured at the returned state
+    true = (fz - z).flatten(1).norm(dim=1) / z.flatten(1).norm(dim=1)
+    assert torch.allclose(info["residual"], true, rtol=1e-3, atol=1e-7)
+    assert float(info["residual"].max()) < 1e-6
+    if method == "averaged":
+        assert info["alpha"] == pytest.approx(step_size(net.diagonal(net.operator())))
+    else:
+        assert info["alpha"] == 1.0
+
+
+@pytest.mark.parametrize("make", [_dense, _conv])
+def test_jacobi_and_averaged_reach_the_same_equilibrium_and_gradient(make):
+    net = make().double()
+    shape = (1, 4, 4) if isinstance(net, DenseNEMON) else (2, 6, 6)
+    x = torch.rand(5, *shape, dtype=torch.float64)
+    w = torch.randn(5, 3, dtype=torch.float64)
+    out = {}
+    for method in ("jacobi", "averaged"):
+        xi = x.clone().requires_grad_(True)
+        net.zero_grad()
+        z, info = net.solve(xi, method=method, tol=1e-10, backward_tol=1e-10, max_iter=5000,
+                            backward_max_iter=5000)
+        (net.readout(z) * w).sum().backward()
+        out[method] = (z.detach(), xi.grad.clone(), net.A.grad.clone(), net.d.grad.clone(),
+                       info["iterations"].float().mean())
+    for a, b in zip(out["jacobi"][:4], out["averaged"][:4]):
+        assert torch.allclose(a, b, rtol=1e-6, atol=1e-8)
+    assert out["jacobi"][4] < out["averaged"][4]
+
+
+def test_jacobi_split_is_the_off_diagonal_part_scaled_by_the_diagonal():
+    net = _conv()
+    W = net.assembled_operator()
+    op_j, inv = net.jacobi_operator(net.operator())
+    g = torch.eye(W.shape[0]).reshape(-1, *net.A.shape[:1], *net.state_hw)
+    with torch.no_grad():
+        Wj = net.apply_w(g, op_j).reshape(W.shape[0], -1).T
+    scale = inv.expand(-1, *net.state_hw).reshape(-1)
+    expected = (W - torch.diag(W.diagonal())) * scale[:, None]
+    assert torch.allclose(Wj, expected, atol=1e-6)
+    assert torch.allclose(1.0 / scale, 1.0 - W.diagonal(), atol=1e-6)
 
 
 def test_step_size_is_recomputed_per_solve_and_never_only_shrinks():
     net = _dense()
     x = torch.rand(4, 1, 4, 4)
-    net.solve(x)
+    net.solve(x, method="averaged")
     strong = net.last_info["alpha"]
     with torch.no_grad():
         net.A.mul_(0.01)  # weaker coupling: the diagonal rises, the step grows back
-    net.solve(x)
+    net.solve(x, method="averaged")
     assert net.last_info["alpha"] > strong
     assert net.last_info["alpha"] <= 1.0
 
@@ -84,9 +125,11 @@ def test_warns_when_a_solve_hits_max_iter():
         net.solve(torch.rand(4, 1, 4, 4), tol=1e-8, max_iter=2)
 
 
+@pytest.mark.parametrize("method", ["jacobi", "averaged"])
 @pytest.mark.parametrize("make", [_dense, _conv])
-def test_implicit_gradient_matches_unrolled_at_convergence(make):
+def test_implicit_gradient_matches_unrolled_at_convergence(make, method):
     net = make().double()
+    net.solver.update(method=method)
     shape = (1, 4, 4) if isinstance(net, DenseNEMON) else (2, 6, 6)
     x = torch.rand(5, *shape, dtype=torch.float64)
     w = torch.randn(5, 3, dtype=torch.float64)
@@ -116,6 +159,7 @@ def _saved_bytes(net, x, **solve):
 
 def test_implicit_memory_does_not_grow_with_iterations():
     net = _dense()
+    net.solver.update(method="averaged")  # the slower solver: many iterations to compare
     x = torch.rand(8, 1, 4, 4)
     few = _saved_bytes(net, x, backward="implicit", tol=1e-1)
     many = _saved_bytes(net, x, backward="implicit", tol=1e-9, max_iter=3000)

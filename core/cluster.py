@@ -55,7 +55,7 @@ def _client(scheduler):
 
 
 @contextlib.contextmanager
-def dask_backend(scheduler=None, *, torch_threads=1):
+def dask_backend(scheduler=None, *, torch_threads=1, scatter=None):
     """Run joblib-parallel work of this block on a Dask cluster.
 
     Parameters
@@ -65,6 +65,12 @@ def dask_backend(scheduler=None, *, torch_threads=1):
         (kept open afterwards), or None for the current default client.
     torch_threads : int, default=1
         Torch threads of every worker (:class:`TorchThreads`).
+    scatter : list of objects, optional
+        Large arguments the jobs share (the training data of a grid search,
+        say): they are sent to the workers once, when the block starts, and
+        every job refers to the workers' copy instead of carrying its own
+        (joblib's ``parallel_backend("dask", scatter=...)``; jobs recognise
+        them by identity, so pass the very objects given to ``fit``).
 
     Yields
     ------
@@ -87,7 +93,8 @@ def dask_backend(scheduler=None, *, torch_threads=1):
         client = _client(scheduler) if isinstance(scheduler, str) else scheduler
     try:
         client.register_plugin(TorchThreads(torch_threads))
-        with joblib.parallel_backend("dask"):
+        options = {} if scatter is None else {"scatter": list(scatter)}
+        with joblib.parallel_backend("dask", **options):
             yield client
     finally:
         if own:

@@ -109,7 +109,7 @@ class LinfPGD(_GradientDescentAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -118,7 +118,7 @@ class LinfPGD(_GradientDescentAttack):
     def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
                  random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
                  estimator=None, surrogate=None, surface="default", batch_size=256,
-                 random_state=None):
+                 memory_budget=None, random_state=None):
         self.steps = steps
         self.restarts = restarts
         self.loss = loss
@@ -127,7 +127,8 @@ class LinfPGD(_GradientDescentAttack):
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _foolbox_attack(self):
@@ -157,7 +158,7 @@ class L2PGD(_GradientDescentAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -166,7 +167,7 @@ class L2PGD(_GradientDescentAttack):
     def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
                  random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
                  estimator=None, surrogate=None, surface="default", batch_size=256,
-                 random_state=None):
+                 memory_budget=None, random_state=None):
         self.steps = steps
         self.restarts = restarts
         self.loss = loss
@@ -175,7 +176,8 @@ class L2PGD(_GradientDescentAttack):
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _foolbox_attack(self):
@@ -201,7 +203,7 @@ class FGSM(_GradientDescentAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -214,11 +216,13 @@ class FGSM(_GradientDescentAttack):
 
     def __init__(self, epsilon=None, *, random_start=False, backend="torch", eot_samples=1,
                  estimator=None,
-                 surrogate=None, surface="default", batch_size=256, random_state=None):
+                 surrogate=None, surface="default", batch_size=256,
+                 memory_budget=None, random_state=None):
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _foolbox_attack(self):
@@ -236,10 +240,11 @@ class _AdditiveNoise(FoolboxAttack):
     _foolbox_repeated = None
 
     def __init__(self, epsilon=None, *, repeats=1, estimator=None, surrogate=None,
-                 surface="default", batch_size=256, random_state=None):
+                 surface="default", batch_size=256, memory_budget=None, random_state=None):
         self.repeats = repeats
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state)
 
     def needs_victim(self):
         return self.repeats > 1
@@ -269,7 +274,7 @@ class GaussianNoise(_AdditiveNoise):
     epsilon : float or list of float, default=None
         l2 radius.
     repeats : int, default=1
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -291,7 +296,7 @@ class UniformNoise(_AdditiveNoise):
     epsilon : float or list of float, default=None
         linf radius.
     repeats : int, default=1
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -13,7 +14,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
-from .. import registry
+from .. import memory, registry
 from ..seeding import seed_from, torch_seed
 from ..tags import get_defense_tags
 from ..validation import (
@@ -292,15 +293,23 @@ def _run_attack(spec, estimator, xb, yb, epsilons, detector, seed, draws=1):
     }
 
 
-def _run_unit(specs, estimator, xb, yb, unit, epsilons, detector, seed, draws=1):
+def _memory_budget(nbytes):
+    """The block's batches sized to ``nbytes`` (None: the default, half the free memory)."""
+    return memory.budget(nbytes) if nbytes is not None else contextlib.nullcontext()
+
+
+def _run_unit(specs, estimator, xb, yb, unit, epsilons, detector, seed, draws=1,
+              memory_budget=None):
     """One unit of work: the clean pass (``unit`` 0) or attack ``unit`` on one batch."""
-    if unit == 0:
-        return _run_clean(estimator, xb, yb, detector, seed, draws)
-    return _run_attack(specs[unit - 1], estimator, xb, yb, epsilons, detector, seed, draws)
+    # set here, in the process that runs the unit: a joblib or Dask worker has its own memory
+    with _memory_budget(memory_budget):
+        if unit == 0:
+            return _run_clean(estimator, xb, yb, detector, seed, draws)
+        return _run_attack(specs[unit - 1], estimator, xb, yb, epsilons, detector, seed, draws)
 
 
 def _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size, epsilons,
-                    detector, seed, draws=1):
+                    detector, seed, draws=1, memory_budget=None):
     """Records of the units ``todo`` computed by joblib workers, yielded in the order of ``todo``.
 
     Each unit has its own seed, so the records equal those of a sequential run;
@@ -312,7 +321,7 @@ def _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size, ep
         lo = starts[batch]
         xb, yb = X[lo:lo + batch_size], y[lo:lo + batch_size]
         return delayed(_run_unit)(specs, estimator, xb, yb, unit, epsilons, detector,
-                                  _unit_seed(seed, unit, batch), draws)
+                                  _unit_seed(seed, unit, batch), draws, memory_budget)
 
     return iter(Parallel(n_jobs=n_jobs, return_as="generator")(task(b, u) for b, u in todo))
 
@@ -380,7 +389,7 @@ def _certified_curve(estimator, X, y, epsilons, tags, robust, groups):
 
 def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=None,
              batch_size=256, out_dir=None, resume=False, random_state=0, confidence=0.95,
-             verbose=0, metadata=None, inference_draws=5, n_jobs=None):
+             verbose=0, metadata=None, inference_draws=5, n_jobs=None, memory_budget=None):
     """Robust accuracy of a fitted estimator under several attacks and radii.
 
     Every attack runs on every example at every positive epsilon; the
@@ -495,6 +504,7 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
         raise ValueError("epsilons must be given: the radii to evaluate, e.g. [0, 0.1, 0.2]")
     epsilons = _check_epsilons(epsilons)
     batch_size = check_int(batch_size, "batch_size", low=1)
+    memory_budget = memory.check_memory_budget(memory_budget)
     inference_draws = check_int(inference_draws, "inference_draws", low=1)
     confidence = check_float(confidence, "confidence", low=0, high=1, low_open=True,
                              high_open=True)
@@ -530,6 +540,8 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
         "detector": detector,
         "inference_draws": draws,
     }
+    if memory_budget is not None:  # random attacks draw per batch: part of the configuration
+        config["memory_budget"] = memory_budget
     journal = EvaluationJournal(out_dir, config, resume) if out_dir is not None else None
 
     starts = list(range(0, n_examples, batch_size))
@@ -544,7 +556,7 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
             if journal is None or journal.get("clean" if unit == 0 else specs[unit - 1].key,
                                               batch) is None] if parallel else []
     pending = _parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size,
-                              attack_eps, detector, seed, draws) if todo else None
+                              attack_eps, detector, seed, draws, memory_budget) if todo else None
     # one bar per evaluation, on a terminal only (a log file or a pipe gets the log lines)
     label = (metadata or {}).get("defense") or type(estimator).__name__
     log.info("evaluate %s: %d examples, %s at epsilon %s", label, n_examples,
@@ -566,11 +578,9 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
                     unit_seed = _unit_seed(seed, unit, batch)
                     if pending is not None:
                         record = next(pending)
-                    elif unit == 0:
-                        record = _run_clean(estimator, xb, yb, detector, unit_seed, draws)
                     else:
-                        record = _run_attack(specs[unit - 1], estimator, xb, yb, attack_eps,
-                                             detector, unit_seed, draws)
+                        record = _run_unit(specs, estimator, xb, yb, unit, attack_eps,
+                                           detector, unit_seed, draws, memory_budget)
                     record = {"unit": key, "batch": batch, "start": lo, "stop": hi,
                               "seed": unit_seed, **record}
                     if journal is not None:

@@ -238,7 +238,10 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         self.surrogate = surrogate
         self.surface = surface
         self.batch_size = batch_size
-        self.memory_budget = memory_budget
+        # an attack written before memory_budget existed does not list it: no attribute then
+        # (scikit-learn sets only parameters in __init__), and it means None
+        if "memory_budget" in self._get_param_names():
+            self.memory_budget = memory_budget
         self.random_state = random_state
         if eot_samples is not None:  # only attacks that list it in their signature take it
             self.eot_samples = eot_samples
@@ -262,7 +265,7 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             raise TypeError(f"surface must be a str, got {self.surface!r}")
         if self.batch_size is not None:
             check_int(self.batch_size, "batch_size", low=1)
-        memory.check_memory_budget(self.memory_budget)
+        memory.check_memory_budget(getattr(self, "memory_budget", None))
         check_random_state(self.random_state)
         if hasattr(self, "eot_samples"):
             check_int(self.eot_samples, "eot_samples", low=1)
@@ -435,8 +438,9 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         per_sample = victim.bytes_per_sample() if victim is not None else None
         if per_sample is None:
             return limit if self.batch_size is not None else min(limit, UNMEASURED_BATCH_SIZE)
-        nbytes = (self.memory_budget if self.memory_budget is not None
-                  else memory.memory_budget(victim.device))
+        nbytes = getattr(self, "memory_budget", None)
+        if nbytes is None:
+            nbytes = memory.memory_budget(victim.device)
         return memory.batch_size_for_budget(per_sample, nbytes, maximum=limit)
 
 

@@ -3,6 +3,7 @@ attack nor when bad settings are refused."""
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 
 import robustlearn
@@ -157,3 +158,26 @@ def test_the_budget_block_is_scoped_and_checked():
     assert memory.memory_budget("cpu") != 12345
     with pytest.raises(ValueError, match="nbytes"), memory.budget(0):
         pass
+
+
+def test_an_attack_that_does_not_list_memory_budget_still_runs_and_clones(fitted_mlp, forty):
+    from sklearn.base import clone
+
+    from robustlearn.attacks import BaseAttack
+
+    class Shift(BaseAttack):
+        norm = "linf"
+
+        def __init__(self, epsilon=None, *, estimator=None, batch_size=256, random_state=None):
+            super().__init__(epsilon, estimator=estimator, batch_size=batch_size,
+                             random_state=random_state)
+
+        def _run(self, victim, x, labels, epsilons):
+            return torch.stack([x + 1 for _ in epsilons])
+
+    attack = Shift(epsilon=0.1, estimator=fitted_mlp)
+    assert "memory_budget" not in vars(attack)  # scikit-learn: __init__ sets parameters only
+    X, y = forty
+    np.testing.assert_allclose(attack.transform(X, y), np.minimum(X + 0.1, 1), atol=1e-6)
+    assert set(clone(attack).get_params(deep=False)) == {"epsilon", "estimator", "batch_size",
+                                                         "random_state"}

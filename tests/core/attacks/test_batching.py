@@ -181,3 +181,23 @@ def test_an_attack_that_does_not_list_memory_budget_still_runs_and_clones(fitted
     np.testing.assert_allclose(attack.transform(X, y), np.minimum(X + 0.1, 1), atol=1e-6)
     assert set(clone(attack).get_params(deep=False)) == {"epsilon", "estimator", "batch_size",
                                                          "random_state"}
+
+
+def test_the_evaluate_command_takes_a_memory_budget(tmp_path, capsys, monkeypatch):
+    import json
+
+    from robustlearn import cli
+    from robustlearn.plugins.baselines import MLPClassifier
+
+    base = ["evaluate", "--dataset", "digits", "--defense", "mlp", "--set", "max_epochs=2",
+            "--set", "hidden_layer_sizes=(16,)", "--train-n", "300", "--attack", "fgsm",
+            "--epsilons", "0,0.1", "--test-n", "40"]
+    fit = MLPClassifier.fit
+    monkeypatch.setattr(MLPClassifier, "fit", lambda *a, **k: pytest.fail("trained"))
+    assert cli.main([*base, "--memory-budget", "lots", "--out", str(tmp_path / "bad")]) == 2
+    assert "--memory-budget must be a positive size" in capsys.readouterr().err
+    monkeypatch.setattr(MLPClassifier, "fit", fit)
+    out = tmp_path / "ok"
+    assert cli.main([*base, "--memory-budget", "64MiB", "--out", str(out)]) == 0
+    first = json.loads((out / "evaluation.jsonl").read_text().splitlines()[0])
+    assert f'"memory_budget": {64 * 1024**2}' in json.dumps(first)

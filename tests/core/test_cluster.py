@@ -43,6 +43,11 @@ def test_grid_search_on_dask_equals_sequential(client, digits, one_torch_thread)
         on_dask = GridSearchCV(estimator, grid, cv=2, n_jobs=-1).fit(X, y)
     np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
                                   sequential.cv_results_["mean_test_score"])
+    # the data sent to the workers once (scatter), not with every job: the same scores
+    with dask_backend(client, scatter=[X, y]):
+        scattered = GridSearchCV(estimator, grid, cv=2, n_jobs=-1).fit(X, y)
+    np.testing.assert_array_equal(scattered.cv_results_["mean_test_score"],
+                                  sequential.cv_results_["mean_test_score"])
     assert sequential.best_score_ > 0.5  # chance is 0.1
     threads = client.run(torch.get_num_threads)
     assert sorted(threads.values()) == [1, 1]

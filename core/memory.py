@@ -16,6 +16,7 @@ Who uses it: prediction, detection and certification of every defense
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import numbers
 import os
 
@@ -27,8 +28,10 @@ BYTES_PER_ACTIVATION = 3 * 4
 #: Budget assumed when the free memory of a CPU cannot be read.
 DEFAULT_CPU_BUDGET = 2 * 1024**3
 
-# the budget set by ``budget(...)``: None is "a fraction of the device's free memory"
-_configured_budget = None
+# the budget set by ``budget(...)``: None is "a fraction of the device's free memory". A context
+# variable: each thread has its own (joblib's threading backend runs units side by side), and
+# leaving a block restores exactly what it replaced.
+_configured_budget = contextvars.ContextVar("robustlearn_memory_budget", default=None)
 
 
 def check_memory_budget(value, name="memory_budget"):
@@ -58,7 +61,7 @@ def check_memory_budget(value, name="memory_budget"):
 def budget(nbytes):
     """Within this block, batches are sized to ``nbytes`` instead of half the free memory.
 
-    Applies to everything that calls :func:`memory_budget` in this process:
+    Applies to everything that calls :func:`memory_budget` in this thread:
     prediction and detection of every defense, and every attack whose own
     ``memory_budget`` parameter is None (so an evaluation or an audit run in
     the block). :func:`robustlearn.evaluate` takes ``memory_budget=`` and sets
@@ -76,14 +79,12 @@ def budget(nbytes):
     ...     memory_budget("cpu")
     268435456
     """
-    global _configured_budget
     nbytes = check_memory_budget(nbytes, "nbytes")
-    previous = _configured_budget
-    _configured_budget = nbytes
+    token = _configured_budget.set(nbytes)
     try:
         yield nbytes
     finally:
-        _configured_budget = previous
+        _configured_budget.reset(token)
 
 
 def _available_cpu_bytes():
@@ -117,8 +118,9 @@ def memory_budget(device="cpu", fraction=0.5) -> int:
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
-    if _configured_budget is not None:
-        return _configured_budget
+    configured = _configured_budget.get()
+    if configured is not None:
+        return configured
     device = torch.device(device)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)

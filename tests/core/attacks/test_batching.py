@@ -1,6 +1,7 @@
 """Attacks batch to a memory budget: the batches change neither the images of a deterministic
 attack nor when bad settings are refused."""
 
+import joblib
 import numpy as np
 import pytest
 import torch
@@ -141,12 +142,21 @@ def test_evaluate_and_audit_take_a_memory_budget(fitted_mlp, forty, monkeypatch)
     tight = robustlearn.evaluate(fitted_mlp, X, y, memory_budget=7 * per_sample, **kwargs)
     assert tight.worst_case == default.worst_case
     assert calls == [7, 7, 6] * 2  # two units of 20 examples, each in batches of 7
+    # units run side by side in threads: each sets the budget where it runs, none leaks out
+    calls.clear()
+    with joblib.parallel_backend("threading"):
+        threaded = robustlearn.evaluate(fitted_mlp, X, y, memory_budget=7 * per_sample,
+                                        n_jobs=2, **kwargs)
+    assert threaded.worst_case == default.worst_case
+    assert sorted(calls) == sorted([7, 7, 6] * 2)
+    assert memory.memory_budget("cpu") != 7 * per_sample
+    calls.clear()
     for bad, error in [(0, ValueError), ("big", TypeError)]:
         with pytest.raises(error, match="memory_budget"):
             robustlearn.evaluate(fitted_mlp, X, y, memory_budget=bad, **kwargs)
         with pytest.raises(error, match="memory_budget"):
             robustlearn.audit(fitted_mlp, X, y, 0.1, memory_budget=bad)
-    assert calls == [7, 7, 6] * 2
+    assert calls == []
 
 
 def test_the_budget_block_is_scoped_and_checked():

@@ -109,3 +109,18 @@ def test_a_run_on_dask_resumes_from_its_log(client, fitted_mlp, digits, tmp_path
     assert len(log.read_text().splitlines()) == len(lines)
     assert resumed.worst_case == full.worst_case
     assert [a["accuracy"] for a in resumed.attacks] == [a["accuracy"] for a in full.attacks]
+
+
+@pytest.mark.timeout(120)
+def test_workers_started_in_worker_environment_keep_the_adaptive_allocator():
+    import os
+
+    from robustlearn.cluster import TORCH_WORKER_ENVIRON, worker_environment
+
+    with worker_environment(), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     host="127.0.0.1", dashboard_address=None,
+                                     worker_dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as dask_client:
+        seen = dask_client.run(lambda: {k: os.environ.get(k) for k in TORCH_WORKER_ENVIRON})
+    assert list(seen.values()) == [{k: str(v) for k, v in TORCH_WORKER_ENVIRON.items()}]

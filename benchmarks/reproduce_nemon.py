@@ -178,9 +178,13 @@ def evaluate(name, clf, meta, dataset, args, log):
     fns = surface_fns(clf)
     if small:
         fns = {k: v for k, v in fns.items() if k in ("default", "implicit-tight")}
+    clean_alive = clf.predict(Xa) == ya
+    previous, previous_aa = clean_alive, None
     for eps in EPSILONS:
         r[f"certified_{eps}"] = 100 * float(np.mean(correct & (radius > eps)))
-        alive = clf.predict(Xa) == ya
+        # --nested-eps: the balls are nested, so an image broken at a smaller eps is broken
+        # here too; only the images still standing are attacked again (never less strong)
+        alive = (previous if args.nested_eps else clean_alive).copy()
         fooled_by = {}
         for sname, fn in fns.items():
             todo = np.flatnonzero(alive)
@@ -195,6 +199,8 @@ def evaluate(name, clf, meta, dataset, args, log):
         r[f"pgd_{eps}_solve"] = dict(clf.last_solve_)
         n_aa = min(args.cifar_n_autoattack if small else args.n_autoattack, n)
         alive_aa = alive[:n_aa].copy()
+        if args.nested_eps and previous_aa is not None:
+            alive_aa &= previous_aa
         todo = np.flatnonzero(alive_aa)
         if len(todo):
             if args.aa == "standard":
@@ -209,6 +215,8 @@ def evaluate(name, clf, meta, dataset, args, log):
                 alive_aa[todo] &= robust_mask(clf, fns["implicit-tight"], Xa[:n_aa][todo],
                                               ya[:n_aa][todo], eps, args, "apgd")
         r[f"aa_{eps}"] = 100 * float(alive_aa.mean())
+        r["nested_eps"] = bool(args.nested_eps)
+        previous, previous_aa = alive, alive_aa
         r["n_autoattack"] = n_aa
         r["autoattack"] = args.aa
         log(f"[{name}] eps={eps}: PGD {r[f'pgd_{eps}']:.1f}  AA {r[f'aa_{eps}']:.1f}  "
@@ -326,6 +334,8 @@ def main(argv=None):
     p.add_argument("--cifar-n-attack", type=int, default=200)
     p.add_argument("--cifar-n-autoattack", type=int, default=100)
     p.add_argument("--pgd-steps", type=int, default=100)
+    p.add_argument("--nested-eps", action="store_true",
+                   help="attack at each eps only the images no smaller eps broke")
     p.add_argument("--restarts", type=int, default=1)
     p.add_argument("--aa", choices=("standard", "apgd"), default="standard",
                    help="standard: robustlearn's AutoAttack ensemble (APGD-CE, APGD-T, FAB-T, "

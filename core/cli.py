@@ -36,6 +36,7 @@ import ast
 import difflib
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
@@ -112,6 +113,22 @@ def _check_known_params(params: dict, known, what: str) -> None:
 def _check_positive(value, option):
     if value is not None and (isinstance(value, bool) or value < 1):
         raise UsageError(f"{option} must be a positive integer, got {value}")
+
+
+_BYTE_UNITS = {"": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "ki": 1024, "mi": 1024**2,
+               "gi": 1024**3}
+
+
+def _parse_bytes(text, option):
+    """``"512MiB"``, ``"2GiB"``, ``"1GB"`` or ``"1000000"`` -> bytes (a positive int)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmg]i?)?b?", str(text).strip().lower())
+    size = float(match.group(1)) * _BYTE_UNITS[match.group(2) or ""] if match else 0
+    if size < 1:
+        raise UsageError(f"{option} must be a positive size in bytes such as 2GiB, 512MiB or "
+                         f"1000000, got {text!r}")
+    return int(size)
 
 
 def _check_writable(path: Path, option: str, *, is_dir: bool) -> None:
@@ -381,6 +398,7 @@ def cmd_evaluate(args) -> int:
     _check_positive(args.batch_size, "--batch-size")
     _check_positive(args.test_n, "--test-n")
     _check_positive(args.train_n, "--train-n")
+    memory_budget = _parse_bytes(args.memory_budget, "--memory-budget")
     out = Path(args.out)
     _check_writable(out, "--out", is_dir=True)
     saved = out / "model.joblib"
@@ -432,7 +450,7 @@ def cmd_evaluate(args) -> int:
             verbose=int(args.verbosity >= 1),
             metadata={"dataset": args.dataset, "model": source,
                       "defense": args.defense or type(estimator).__name__},
-            n_jobs=-1 if args.scheduler else None,
+            n_jobs=-1 if args.scheduler else None, memory_budget=memory_budget,
         )
     markdown = report.to_markdown()
     _atomic_write_files({
@@ -790,6 +808,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="discard an evaluation already in --out and start over")
     p.add_argument("--batch-size", type=int, default=256,
                    help="examples per logged unit of work (default 256)")
+    p.add_argument("--memory-budget", metavar="SIZE", default=None,
+                   help="memory an attack or prediction batch may use, e.g. 2GiB or 512MiB "
+                        "(default: half the device's free memory)")
     _scheduler_argument(p)
     _data_arguments(p)
 

@@ -15,6 +15,32 @@ from __future__ import annotations
 
 import contextlib
 
+#: Environment for Dask worker processes that train or attack torch networks. Dask's nanny sets
+#: ``MALLOC_TRIM_THRESHOLD_=65536`` in its workers, which also switches off glibc's adaptive
+#: mmap threshold: every tensor of 128 KiB or more is then a fresh ``mmap`` whose pages the
+#: kernel zeroes on first touch, and a training job in a worker measured up to twice its CPU
+#: time in this process. A 32 MiB threshold (glibc's adaptive ceiling) for both restores
+#: the usual behaviour. Start local clusters inside :func:`worker_environment`, or set these
+#: variables for ``dask worker``.
+TORCH_WORKER_ENVIRON = {"MALLOC_MMAP_THRESHOLD_": 32 * 1024**2,
+                        "MALLOC_TRIM_THRESHOLD_": 32 * 1024**2}
+
+
+def worker_environment():
+    """Dask config under which worker processes started in the block get
+    :data:`TORCH_WORKER_ENVIRON` (a ``LocalCluster``'s, say).
+
+    Returns
+    -------
+    context manager
+        ``dask.config.set`` of ``distributed.nanny.pre-spawn-environ``.
+    """
+    import dask
+
+    return dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": value
+                            for key, value in TORCH_WORKER_ENVIRON.items()})
+
+
 try:  # the plugin base class exists only with the dask extra installed
     from distributed.diagnostics.plugin import WorkerPlugin as _WorkerPlugin
 except ImportError:  # pragma: no cover - without the extra, dask_backend raises first
@@ -55,7 +81,7 @@ def _client(scheduler):
 
 
 @contextlib.contextmanager
-def dask_backend(scheduler=None, *, torch_threads=1):
+def dask_backend(scheduler=None, *, torch_threads=1, scatter=None):
     """Run joblib-parallel work of this block on a Dask cluster.
 
     Parameters
@@ -65,6 +91,12 @@ def dask_backend(scheduler=None, *, torch_threads=1):
         (kept open afterwards), or None for the current default client.
     torch_threads : int, default=1
         Torch threads of every worker (:class:`TorchThreads`).
+    scatter : list of objects, optional
+        Large arguments the jobs share (the training data of a grid search,
+        say): they are sent to the workers once, when the block starts, and
+        every job refers to the workers' copy instead of carrying its own
+        (joblib's ``parallel_backend("dask", scatter=...)``; jobs recognise
+        them by identity, so pass the very objects given to ``fit``).
 
     Yields
     ------
@@ -87,7 +119,8 @@ def dask_backend(scheduler=None, *, torch_threads=1):
         client = _client(scheduler) if isinstance(scheduler, str) else scheduler
     try:
         client.register_plugin(TorchThreads(torch_threads))
-        with joblib.parallel_backend("dask"):
+        options = {} if scatter is None else {"scatter": list(scatter)}
+        with joblib.parallel_backend("dask", **options):
             yield client
     finally:
         if own:

@@ -296,7 +296,7 @@ class APGD(FixedEpsilonAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -305,7 +305,7 @@ class APGD(FixedEpsilonAttack):
     def __init__(self, epsilon=None, *, norm="linf", loss="ce", steps=100, restarts=1,
                  n_target_classes=9, rho=0.75, random_start=True, eot_samples=1,
                  estimator=None, surrogate=None, surface="default", batch_size=256,
-                 random_state=None):
+                 memory_budget=None, random_state=None):
         self.norm = norm
         self.loss = loss
         self.steps = steps
@@ -314,7 +314,8 @@ class APGD(FixedEpsilonAttack):
         self.rho = rho
         self.random_start = random_start
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _validate_params(self):

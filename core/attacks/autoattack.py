@@ -66,7 +66,7 @@ class AutoAttack(BaseAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
 
     """
@@ -75,7 +75,8 @@ class AutoAttack(BaseAttack):
 
     def __init__(self, epsilon=None, *, norm="linf", version="standard", attacks=None,
                  steps=100, n_target_classes=9, n_queries=5000, eot_samples=1, estimator=None,
-                 surrogate=None, surface="default", batch_size=256, random_state=None):
+                 surrogate=None, surface="default", batch_size=256,
+                 memory_budget=None, random_state=None):
         self.norm = norm
         self.version = version
         self.attacks = attacks
@@ -83,7 +84,8 @@ class AutoAttack(BaseAttack):
         self.n_target_classes = n_target_classes
         self.n_queries = n_queries
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _validate_params(self):

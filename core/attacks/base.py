@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from .. import memory
 from ..seeding import seed_from, torch_seed
 from ..validation import check_images, check_int, check_random_state, check_unit_interval
 from .victim import Victim
@@ -39,6 +40,9 @@ NORMS = ("linf", "l2")
 
 #: Relative tolerance on the norm ball of every returned example.
 BALL_RTOL = 1e-6
+
+#: Images per batch with ``batch_size=None`` when the memory of one image cannot be measured.
+UNMEASURED_BATCH_SIZE = 256
 
 
 def check_epsilons(epsilon, name="epsilon", *, allow_none=False):
@@ -173,8 +177,23 @@ class BaseAttack(TransformerMixin, BaseEstimator):
     surface : str, default="default"
         Which attack surface of the victim to differentiate through
         (``"default"`` is the victim's whole prediction function, ``logits``).
-    batch_size : int, default=256
-        Images attacked at once (bounds memory).
+    batch_size : int or None, default=256
+        The most images attacked at once. Lowered to the largest batch whose
+        estimated memory fits ``memory_budget`` (as prediction is); None
+        means "as many as the budget allows" (the whole input when it fits).
+        The estimate: the activations of every layer the surface runs for one
+        zero image, times 3 (value, gradient, temporaries),
+        :meth:`Victim.bytes_per_sample`; when it cannot be measured (a
+        victim without torch network), ``batch_size``, or 256 for None.
+    memory_budget : int or None, default=None
+        Bytes a batch may use; None is :func:`robustlearn.memory.memory_budget`
+        of the victim's device: half its free memory, or the budget of an
+        enclosing ``with robustlearn.memory.budget(nbytes):`` block. Attacks
+        that draw no random numbers return the same images whatever the
+        batches; random ones (random starts, Square, FAB restarts) draw from
+        one generator seeded by ``random_state`` in batch order, so their
+        draws, not their distribution, depend on the batches: fix
+        ``batch_size`` and ``memory_budget`` to reproduce them on any machine.
     random_state : int, RandomState or None, default=None
         Seeds the attack's randomness (random starts, noise, proposals).
     eot_samples : int, default=1
@@ -217,12 +236,16 @@ class BaseAttack(TransformerMixin, BaseEstimator):
     _eot_in_loss = False
 
     def __init__(self, epsilon=None, *, estimator=None, surrogate=None, surface="default",
-                 batch_size=256, random_state=None, eot_samples=None):
+                 batch_size=256, memory_budget=None, random_state=None, eot_samples=None):
         self.epsilon = epsilon
         self.estimator = estimator
         self.surrogate = surrogate
         self.surface = surface
         self.batch_size = batch_size
+        # an attack written before memory_budget existed does not list it: no attribute then
+        # (scikit-learn sets only parameters in __init__), and it means None
+        if "memory_budget" in self._get_param_names():
+            self.memory_budget = memory_budget
         self.random_state = random_state
         if eot_samples is not None:  # only attacks that list it in their signature take it
             self.eot_samples = eot_samples
@@ -244,7 +267,9 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             raise ValueError("give either estimator (white-box) or surrogate (transfer), not both")
         if not isinstance(self.surface, str):
             raise TypeError(f"surface must be a str, got {self.surface!r}")
-        check_int(self.batch_size, "batch_size", low=1)
+        if self.batch_size is not None:
+            check_int(self.batch_size, "batch_size", low=1)
+        memory.check_memory_budget(getattr(self, "memory_budget", None))
         check_random_state(self.random_state)
         if hasattr(self, "eot_samples"):
             check_int(self.eot_samples, "eot_samples", low=1)
@@ -388,12 +413,13 @@ class BaseAttack(TransformerMixin, BaseEstimator):
         else:
             labels_all = None
         adv = np.empty((len(epsilons),) + x_all.shape, dtype=np.float32)
+        batch_size = self._batch_size(victim, n)
         seed = seed_from(self.random_state)
         device = victim.device if victim is not None else torch.device("cpu")
         frozen = victim.frozen() if victim is not None else _nullcontext()
         with torch_seed(seed), frozen:
-            for start in range(0, n, self.batch_size):
-                stop = min(start + self.batch_size, n)
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
                 xb = torch.from_numpy(x_all[start:stop]).to(device)
                 if labels_all is not None:
                     lb = torch.from_numpy(labels_all[start:stop]).to(device)
@@ -408,6 +434,18 @@ class BaseAttack(TransformerMixin, BaseEstimator):
             check_adversarial(x_all, adv[k], eps, self.norm)
         shape = (len(epsilons),) + tuple(np.shape(X_in))
         return adv.reshape(shape).astype(out_dtype, copy=False)
+
+    def _batch_size(self, victim, n):
+        """Images attacked at once: ``batch_size`` lowered to fit the memory budget, or, for
+        None, the most the budget allows (at most ``n``)."""
+        limit = max(int(n), 1) if self.batch_size is None else int(self.batch_size)
+        per_sample = victim.bytes_per_sample() if victim is not None else None
+        if per_sample is None:
+            return limit if self.batch_size is not None else min(limit, UNMEASURED_BATCH_SIZE)
+        nbytes = getattr(self, "memory_budget", None)
+        if nbytes is None:
+            nbytes = memory.memory_budget(victim.device)
+        return memory.batch_size_for_budget(per_sample, nbytes, maximum=limit)
 
 
 class _nullcontext:

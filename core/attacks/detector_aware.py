@@ -172,21 +172,22 @@ class DetectorAwarePGD(FixedEpsilonAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`; ``surface`` is the
         classification path (for example a BPDA surface).
     """
 
     def __init__(self, epsilon=None, *, norm="linf", steps=50, rel_stepsize=None, restarts=2,
                  detector_surface="detector", eot_samples=1, estimator=None, surrogate=None,
-                 surface="default", batch_size=256, random_state=None):
+                 surface="default", batch_size=256, memory_budget=None, random_state=None):
         self.norm = norm
         self.steps = steps
         self.rel_stepsize = rel_stepsize
         self.restarts = restarts
         self.detector_surface = detector_surface
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _validate_params(self):

@@ -303,7 +303,7 @@ class FAB(MinimizationAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -311,7 +311,8 @@ class FAB(MinimizationAttack):
     def __init__(self, epsilon=None, *, norm="linf", targeted=False, n_target_classes=9,
                  steps=100, restarts=1, alpha_max=0.1, eta=1.05, beta=0.9,
                  eot_samples=1, estimator=None,
-                 surrogate=None, surface="default", batch_size=256, random_state=None):
+                 surrogate=None, surface="default", batch_size=256,
+                 memory_budget=None, random_state=None):
         self.norm = norm
         self.targeted = targeted
         self.n_target_classes = n_target_classes
@@ -321,7 +322,8 @@ class FAB(MinimizationAttack):
         self.eta = eta
         self.beta = beta
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _validate_params(self):

@@ -105,7 +105,7 @@ class LinfPGD(_GradientDescentAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -114,7 +114,7 @@ class LinfPGD(_GradientDescentAttack):
     def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
                  random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
                  estimator=None, surrogate=None, surface="default", batch_size=256,
-                 random_state=None):
+                 memory_budget=None, random_state=None):
         self.steps = steps
         self.restarts = restarts
         self.loss = loss
@@ -123,7 +123,8 @@ class LinfPGD(_GradientDescentAttack):
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _foolbox_attack(self):
@@ -153,7 +154,7 @@ class L2PGD(_GradientDescentAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -162,7 +163,7 @@ class L2PGD(_GradientDescentAttack):
     def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
                  random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
                  estimator=None, surrogate=None, surface="default", batch_size=256,
-                 random_state=None):
+                 memory_budget=None, random_state=None):
         self.steps = steps
         self.restarts = restarts
         self.loss = loss
@@ -171,7 +172,8 @@ class L2PGD(_GradientDescentAttack):
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _foolbox_attack(self):
@@ -197,7 +199,7 @@ class FGSM(_GradientDescentAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -210,11 +212,13 @@ class FGSM(_GradientDescentAttack):
 
     def __init__(self, epsilon=None, *, random_start=False, backend="torch", eot_samples=1,
                  estimator=None,
-                 surrogate=None, surface="default", batch_size=256, random_state=None):
+                 surrogate=None, surface="default", batch_size=256,
+                 memory_budget=None, random_state=None):
         self.random_start = random_start
         self.backend = backend
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _foolbox_attack(self):
@@ -232,10 +236,11 @@ class _AdditiveNoise(FoolboxAttack, FixedEpsilonAttack):
     _foolbox_repeated = None
 
     def __init__(self, epsilon=None, *, repeats=1, estimator=None, surrogate=None,
-                 surface="default", batch_size=256, random_state=None):
+                 surface="default", batch_size=256, memory_budget=None, random_state=None):
         self.repeats = repeats
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state)
 
     def needs_victim(self):
         return self.repeats > 1
@@ -265,7 +270,7 @@ class GaussianNoise(_AdditiveNoise):
     epsilon : float or list of float, default=None
         l2 radius.
     repeats : int, default=1
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -287,7 +292,7 @@ class UniformNoise(_AdditiveNoise):
     epsilon : float or list of float, default=None
         linf radius.
     repeats : int, default=1
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 

@@ -43,7 +43,7 @@ class L2CarliniWagner(FoolboxAttack, MinimizationAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -52,7 +52,8 @@ class L2CarliniWagner(FoolboxAttack, MinimizationAttack):
     def __init__(self, epsilon=None, *, binary_search_steps=9, steps=1000, stepsize=0.01,
                  confidence=0.0, initial_const=1e-3, abort_early=True,
                  eot_samples=1, estimator=None,
-                 surrogate=None, surface="default", batch_size=256, random_state=None):
+                 surrogate=None, surface="default", batch_size=256,
+                 memory_budget=None, random_state=None):
         self.binary_search_steps = binary_search_steps
         self.steps = steps
         self.stepsize = stepsize
@@ -60,7 +61,8 @@ class L2CarliniWagner(FoolboxAttack, MinimizationAttack):
         self.initial_const = initial_const
         self.abort_early = abort_early
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _validate_params(self):
@@ -100,7 +102,7 @@ class LinfDeepFool(FoolboxAttack, MinimizationAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -108,13 +110,14 @@ class LinfDeepFool(FoolboxAttack, MinimizationAttack):
 
     def __init__(self, epsilon=None, *, steps=50, candidates=10, overshoot=0.02, loss="logits",
                  eot_samples=1, estimator=None, surrogate=None, surface="default", batch_size=256,
-                 random_state=None):
+                 memory_budget=None, random_state=None):
         self.steps = steps
         self.candidates = candidates
         self.overshoot = overshoot
         self.loss = loss
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _validate_params(self):
@@ -161,7 +164,7 @@ class Boundary(FoolboxAttack, MinimizationAttack):
     update_stats_every_k : int, default=10
     init_steps : int, default=50
         Steps of the blended-noise line search that finds the starting points.
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -171,7 +174,7 @@ class Boundary(FoolboxAttack, MinimizationAttack):
     def __init__(self, epsilon=None, *, steps=5000, spherical_step=0.01, source_step=0.01,
                  source_step_convergance=1e-7, step_adaptation=1.5, update_stats_every_k=10,
                  init_steps=50, estimator=None, surrogate=None, surface="default",
-                 batch_size=256, random_state=None):
+                 batch_size=256, memory_budget=None, random_state=None):
         self.steps = steps
         self.spherical_step = spherical_step
         self.source_step = source_step
@@ -180,7 +183,8 @@ class Boundary(FoolboxAttack, MinimizationAttack):
         self.update_stats_every_k = update_stats_every_k
         self.init_steps = init_steps
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state)
 
     def _validate_params(self):
         super()._validate_params()
@@ -229,7 +233,7 @@ class SaltAndPepper(FoolboxAttack, MinimizationAttack):
         l2 radii to clip the result to; None is unbounded.
     steps : int, default=1000
     across_channels : bool, default=True
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -237,11 +241,13 @@ class SaltAndPepper(FoolboxAttack, MinimizationAttack):
     needs_gradient = False
 
     def __init__(self, epsilon=None, *, steps=1000, across_channels=True, estimator=None,
-                 surrogate=None, surface="default", batch_size=256, random_state=None):
+                 surrogate=None, surface="default", batch_size=256,
+                 memory_budget=None, random_state=None):
         self.steps = steps
         self.across_channels = across_channels
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state)
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state)
 
     def _validate_params(self):
         super()._validate_params()

@@ -113,7 +113,7 @@ class Square(FixedEpsilonAttack):
     eot_samples : int, default=1
         Expectation over Transformation: gradients averaged over this many draws of a
         stochastic defense (see :class:`robustlearn.attacks.BaseAttack`).
-    estimator, surrogate, surface, batch_size, random_state
+    estimator, surrogate, surface, batch_size, memory_budget, random_state
         See :class:`robustlearn.attacks.BaseAttack`.
     """
 
@@ -121,13 +121,14 @@ class Square(FixedEpsilonAttack):
 
     def __init__(self, epsilon=None, *, n_queries=5000, p_init=0.8, restarts=1, norm="linf",
                  eot_samples=1, estimator=None, surrogate=None, surface="default", batch_size=256,
-                 random_state=None):
+                 memory_budget=None, random_state=None):
         self.n_queries = n_queries
         self.p_init = p_init
         self.restarts = restarts
         self.norm = norm
         super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size, random_state=random_state,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
                          eot_samples=eot_samples)
 
     def _validate_params(self):

@@ -11,6 +11,7 @@ parameters while an attack runs.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .. import composition
+from ..memory import forward_bytes_per_sample
+from ..seeding import torch_seed
 from ..surfaces import Surface, as_surface
 
 
@@ -123,6 +126,34 @@ class Victim:
     def module(self) -> SurfaceModule:
         """The surface as an evaluation-mode ``torch.nn.Module``."""
         return SurfaceModule(self.logits).eval()
+
+    def bytes_per_sample(self):
+        """Estimated bytes one image costs in a forward-and-backward pass of the surface.
+
+        Measured with forward hooks on every layer of the estimator's torch
+        networks during one pass of :attr:`logits` on a zero image
+        (:func:`robustlearn.memory.forward_bytes_per_sample`), so EOT draws and
+        the iterations of an iterative defense count as often as they run.
+
+        Returns
+        -------
+        int or None
+            None when it cannot be measured: no torch network (a scikit-learn
+            classifier), no known input shape, or a surface that fails on a
+            zero image.
+        """
+        modules = _torch_modules(self.estimator)
+        if not modules or not self.input_shape:
+            return None
+        try:
+            # a stochastic surface draws noise: measure without moving the caller's RNG; an
+            # iterative one may warn about convergence on a blank image: not the user's input
+            with torch_seed(0), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return forward_bytes_per_sample(modules, self.logits, self.input_shape,
+                                                self.device)
+        except Exception:  # noqa: BLE001 - any surface error only disables the estimate
+            return None
 
     def encode(self, y) -> np.ndarray:
         """Map class labels (of the estimator's ``classes_``) to int64 indices."""

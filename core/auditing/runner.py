@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -13,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from .. import memory
 from ..evaluation.intervals import wilson_interval
 from ..evaluation.provenance import (
     array_fingerprint,
@@ -59,7 +61,8 @@ def _fingerprint(parts) -> str:
 
 
 def audit(estimator, X, y, epsilon, norm="linf", budget="quick", *, attacks=None, n=None,
-          checks=None, out_dir=None, resume=True, random_state=0, verbose=0, **budget_overrides):
+          checks=None, out_dir=None, resume=True, random_state=0, verbose=0, memory_budget=None,
+          **budget_overrides):
     """Audit a fitted defense against the evaluation canon (checks A-G).
 
     Reads the estimator's capability tags and attack surfaces, then runs every
@@ -106,6 +109,10 @@ def audit(estimator, X, y, epsilon, norm="linf", budget="quick", *, attacks=None
     random_state : int, default=0
     verbose : int, default=0
         1 shows a progress bar and logs each check's status.
+    memory_budget : int or None, default=None
+        Bytes a batch of an attack or of prediction may use (memory, not the
+        compute ``budget``); None is half the free memory of the estimator's
+        device (see :func:`robustlearn.memory.budget`).
     **budget_overrides
         Change single budget parameters (``steps=50``).
 
@@ -115,6 +122,7 @@ def audit(estimator, X, y, epsilon, norm="linf", budget="quick", *, attacks=None
     """
     check_is_fitted(estimator)
     check_float(epsilon, "epsilon", low=0, low_open=True)
+    memory_budget = memory.check_memory_budget(memory_budget)
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
     if isinstance(budget, str):
@@ -141,6 +149,16 @@ def audit(estimator, X, y, epsilon, norm="linf", budget="quick", *, attacks=None
         if bad:
             raise ValueError(f"unknown checks {sorted(bad)}; known: {sorted(known)}")
     X, y = _subset(X, y, n if n is not None else params["n"], random_state)
+    memory_block = (memory.budget(memory_budget) if memory_budget is not None
+                    else contextlib.nullcontext())
+    with memory_block:
+        return _run_checks(estimator, X, y, epsilon, norm, params, budget_name, attacks,
+                           checks, out_dir, resume, random_state, verbose, memory_budget)
+
+
+def _run_checks(estimator, X, y, epsilon, norm, params, budget_name, attacks, checks, out_dir,
+                resume, random_state, verbose, memory_budget):
+    """The body of :func:`audit`, on validated arguments, inside its memory budget."""
     ctx = AuditContext(estimator, X, y, epsilon, norm, params, random_state=random_state,
                        extra_attacks=attacks or (), budget_name=budget_name)
     config = {
@@ -150,6 +168,8 @@ def audit(estimator, X, y, epsilon, norm="linf", budget="quick", *, attacks=None
         "seed": int(random_state),
         "attacks": [repr(a) for a in (attacks or ())],
     }
+    if memory_budget is not None:  # random attacks draw per batch: part of the configuration
+        config["memory_budget"] = memory_budget
     cache = Path(out_dir) / "checks" if out_dir is not None else None
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)

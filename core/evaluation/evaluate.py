@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d
 from tqdm.auto import tqdm
 
+from .. import memory
 from ..seeding import seed_from
 from ..tags import get_defense_tags
 from ..validation import (
@@ -27,7 +28,7 @@ from .journal import EvaluationJournal, decode_bits
 from .ladder import adaptive_attacks, missing_adaptive_attacks
 from .provenance import array_fingerprint, estimator_fingerprint, json_safe, library_versions
 from .report import RobustnessReport
-from .units import parallel_units, run_attack, run_clean, unit_seed
+from .units import parallel_units, run_unit, unit_seed
 from .worst_case import robust_correct, worst_case_correct
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,7 @@ def _certified_curve(estimator, X, y, epsilons, tags, robust, groups):
 
 def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=None,
              batch_size=256, out_dir=None, resume=False, random_state=0, confidence=0.95,
-             verbose=0, metadata=None, inference_draws=5, n_jobs=None):
+             verbose=0, metadata=None, inference_draws=5, n_jobs=None, memory_budget=None):
     """Robust accuracy of a fitted estimator under several attacks and radii.
 
     Every attack runs on every example at every positive epsilon; the
@@ -246,6 +247,10 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
         way (every unit has its own seed). Inside
         ``with joblib.parallel_backend("dask"):`` the units run on a Dask
         cluster (see :mod:`robustlearn.cluster`).
+    memory_budget : int, optional
+        Bytes an attack's batch may take on the device (see
+        :mod:`robustlearn.memory`); set in each unit of work, so it reaches
+        joblib and Dask workers too. None: half the device's free memory.
 
     Returns
     -------
@@ -269,7 +274,8 @@ def evaluate(estimator, X, y, attacks=None, epsilons=None, *, norm="linf", n=Non
     """
     wall_start = time.perf_counter()
     plan = _plan(estimator, X, y, attacks, epsilons, norm=norm, n=n, batch_size=batch_size,
-                 inference_draws=inference_draws, random_state=random_state)
+                 inference_draws=inference_draws, random_state=random_state,
+                 memory_budget=memory_budget)
     confidence = check_float(confidence, "confidence", low=0, high=1, low_open=True,
                              high_open=True)
     verbose = check_int(verbose, "verbose", low=0)
@@ -339,6 +345,7 @@ class _Plan:
     seed: int
     batch_size: int
     notes: list
+    memory_budget: int | None = None  # bytes an attack's batch may take (None: the default)
 
     @property
     def attack_eps(self):
@@ -351,7 +358,7 @@ class _Plan:
 
 
 def _plan(estimator, X, y, attacks, epsilons, *, norm, n, batch_size, inference_draws,
-          random_state):
+          random_state, memory_budget=None):
     """Validate every input and resolve the attacks; raises before any expensive work."""
     check_is_fitted(estimator)
     X, y = _check_data(estimator, X, y)
@@ -359,6 +366,7 @@ def _plan(estimator, X, y, attacks, epsilons, *, norm, n, batch_size, inference_
         raise ValueError("epsilons must be given: the radii to evaluate, e.g. [0, 0.1, 0.2]")
     epsilons = _check_epsilons(epsilons)
     batch_size = check_int(batch_size, "batch_size", low=1)
+    memory_budget = memory.check_memory_budget(memory_budget)
     inference_draws = check_int(inference_draws, "inference_draws", low=1)
     check_random_state(random_state)
     seed = (int(random_state) if isinstance(random_state, (int, np.integer))
@@ -374,12 +382,12 @@ def _plan(estimator, X, y, attacks, epsilons, *, norm, n, batch_size, inference_
     return _Plan(X=X, y=y, epsilons=epsilons, specs=specs, tags=tags, chosen=chosen,
                  draws=inference_draws if tags.stochastic else 1,
                  detector=bool(tags.has_detector) and callable(getattr(estimator, "detect", None)),
-                 seed=seed, batch_size=batch_size, notes=notes)
+                 seed=seed, batch_size=batch_size, notes=notes, memory_budget=memory_budget)
 
 
 def _config(plan, estimator) -> dict:
     """The configuration a log must match to be resumed."""
-    return {
+    config = {
         "estimator": {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
                       "fingerprint": estimator_fingerprint(estimator)},
         "data": {"n": len(plan.X), "X": array_fingerprint(plan.X), "y": array_fingerprint(plan.y)},
@@ -390,6 +398,9 @@ def _config(plan, estimator) -> dict:
         "detector": plan.detector,
         "inference_draws": plan.draws,
     }
+    if plan.memory_budget is not None:  # random attacks draw per batch: part of the configuration
+        config["memory_budget"] = plan.memory_budget
+    return config
 
 
 @dataclass
@@ -443,7 +454,7 @@ def _collect(plan, estimator, journal, n_jobs, label, verbose) -> _Outcome:
         if todo:
             pending = parallel_units(todo, n_jobs, plan.specs, estimator, plan.X, plan.y, starts,
                                      plan.batch_size, attack_eps, plan.detector, plan.seed,
-                                     plan.draws)
+                                     plan.draws, plan.memory_budget)
     # one bar per evaluation, on a terminal only (a log file or a pipe gets the log lines)
     progress = tqdm(total=len(starts) * n_units, desc=f"evaluate {label}", unit="unit",
                     disable=not verbose or not sys.stderr.isatty(), leave=False,
@@ -462,11 +473,9 @@ def _collect(plan, estimator, journal, n_jobs, label, verbose) -> _Outcome:
                     seed = unit_seed(plan.seed, unit, batch)
                     if pending is not None:
                         record = next(pending)
-                    elif unit == 0:
-                        record = run_clean(estimator, xb, yb, plan.detector, seed, plan.draws)
                     else:
-                        record = run_attack(plan.specs[unit - 1], estimator, xb, yb, attack_eps,
-                                            plan.detector, seed, plan.draws)
+                        record = run_unit(plan.specs, estimator, xb, yb, unit, attack_eps,
+                                          plan.detector, seed, plan.draws, plan.memory_budget)
                     record = {"unit": key, "batch": batch, "start": lo, "stop": hi,
                               "seed": seed, **record}
                     if journal is not None:

@@ -6,11 +6,13 @@ records run here one after another, by joblib workers, or resumed from a log.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 
 import numpy as np
 
+from .. import memory
 from ..seeding import torch_seed
 from .journal import encode_bits
 
@@ -78,15 +80,23 @@ def run_attack(spec, estimator, xb, yb, epsilons, detector, seed, draws=1):
     }
 
 
-def run_unit(specs, estimator, xb, yb, unit, epsilons, detector, seed, draws=1):
+def _memory_budget(nbytes):
+    """The block's batches sized to ``nbytes`` (None: the default, half the free memory)."""
+    return memory.budget(nbytes) if nbytes is not None else contextlib.nullcontext()
+
+
+def run_unit(specs, estimator, xb, yb, unit, epsilons, detector, seed, draws=1,
+             memory_budget=None):
     """One unit of work: the clean pass (``unit`` 0) or attack ``unit`` on one batch."""
-    if unit == 0:
-        return run_clean(estimator, xb, yb, detector, seed, draws)
-    return run_attack(specs[unit - 1], estimator, xb, yb, epsilons, detector, seed, draws)
+    # set here, in the process that runs the unit: a joblib or Dask worker has its own memory
+    with _memory_budget(memory_budget):
+        if unit == 0:
+            return run_clean(estimator, xb, yb, detector, seed, draws)
+        return run_attack(specs[unit - 1], estimator, xb, yb, epsilons, detector, seed, draws)
 
 
 def parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size, epsilons,
-                    detector, seed, draws=1):
+                   detector, seed, draws=1, memory_budget=None):
     """Records of the units ``todo`` computed by joblib workers, yielded in the order of ``todo``.
 
     Each unit has its own seed, so the records equal those of a sequential run;
@@ -98,6 +108,6 @@ def parallel_units(todo, n_jobs, specs, estimator, X, y, starts, batch_size, eps
         lo = starts[batch]
         xb, yb = X[lo:lo + batch_size], y[lo:lo + batch_size]
         return delayed(run_unit)(specs, estimator, xb, yb, unit, epsilons, detector,
-                                  unit_seed(seed, unit, batch), draws)
+                                 unit_seed(seed, unit, batch), draws, memory_budget)
 
     return iter(Parallel(n_jobs=n_jobs, return_as="generator")(task(b, u) for b, u in todo))

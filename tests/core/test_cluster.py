@@ -43,6 +43,11 @@ def test_grid_search_on_dask_equals_sequential(client, digits, one_torch_thread)
         on_dask = GridSearchCV(estimator, grid, cv=2, n_jobs=-1).fit(X, y)
     np.testing.assert_array_equal(on_dask.cv_results_["mean_test_score"],
                                   sequential.cv_results_["mean_test_score"])
+    # the data sent to the workers once (scatter), not with every job: the same scores
+    with dask_backend(client, scatter=[X, y]):
+        scattered = GridSearchCV(estimator, grid, cv=2, n_jobs=-1).fit(X, y)
+    np.testing.assert_array_equal(scattered.cv_results_["mean_test_score"],
+                                  sequential.cv_results_["mean_test_score"])
     assert sequential.best_score_ > 0.5  # chance is 0.1
     threads = client.run(torch.get_num_threads)
     assert sorted(threads.values()) == [1, 1]
@@ -104,3 +109,20 @@ def test_a_run_on_dask_resumes_from_its_log(client, fitted_mlp, digits, tmp_path
     assert len(log.read_text().splitlines()) == len(lines)
     assert resumed.worst_case == full.worst_case
     assert [a["accuracy"] for a in resumed.attacks] == [a["accuracy"] for a in full.attacks]
+
+
+@pytest.mark.timeout(120)
+def test_workers_started_in_worker_environment_keep_the_adaptive_allocator():
+    import os
+
+    from robustlearn.cluster import TORCH_WORKER_ENVIRON, worker_environment
+
+    with worker_environment(), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     host="127.0.0.1", dashboard_address=None,
+                                     worker_dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as dask_client:
+        seen = dask_client.run(lambda: os.environ.get("MALLOC_MMAP_THRESHOLD_"))
+    # the mmap threshold is what matters (tensors from the heap, not from fresh mmaps); the
+    # trim threshold may come from this process's environment once a cluster has set it here
+    assert list(seen.values()) == [str(TORCH_WORKER_ENVIRON["MALLOC_MMAP_THRESHOLD_"])]

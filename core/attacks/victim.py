@@ -193,12 +193,15 @@ class Victim:
                 or not self.differentiable):
             yield self
             return
-        saved = [(t, t.data) for module in modules
+        # Module.to() also converts gradients that parameters hold; put back those too
+        saved = [(t, t.data, t.grad) for module in modules
                  for t in (*module.parameters(), *module.buffers())]
 
         def restore():
-            for tensor, data in saved:
+            for tensor, data, grad in saved:
                 tensor.data = data
+                if tensor.grad is not grad:
+                    tensor.grad = grad
 
         probe = x[:8]
         try:

@@ -31,11 +31,13 @@ def test_channels_last_switches_the_layout_and_restores_the_estimator(fitted_cnn
     assert fitted_cnn.score(*digits_test) > 0.8  # the victim learned
     victim = Victim(fitted_cnn)
     x = _images(victim, digits_test[0][:40])
+    conv = next(m for m in fitted_cnn.module_.modules() if isinstance(m, torch.nn.Conv2d))
+    grad = torch.zeros_like(conv.weight)  # a gradient left by training must survive too
+    conv.weight.grad = grad
     params = {name: (p.detach().clone(), p.stride(), p.requires_grad)
               for name, p in fitted_cnn.module_.named_parameters()}
     with torch.no_grad():
         before = victim.logits(x)
-    conv = next(m for m in fitted_cnn.module_.modules() if isinstance(m, torch.nn.Conv2d))
     with victim.channels_last(x):
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
@@ -45,6 +47,8 @@ def test_channels_last_switches_the_layout_and_restores_the_estimator(fitted_cnn
         value, stride, requires_grad = params[name]
         assert torch.equal(p.detach(), value) and p.stride() == stride
         assert p.requires_grad == requires_grad
+    assert conv.weight.grad is grad
+    conv.weight.grad = None
 
 
 def test_channels_last_leaves_networks_without_convolutions_alone(fitted_mlp, digits_test):

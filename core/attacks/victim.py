@@ -193,13 +193,15 @@ class Victim:
                 or not self.differentiable):
             yield self
             return
-        # Module.to() also converts gradients that parameters hold; put back those too
-        saved = [(t, t.data, t.grad) for module in modules
-                 for t in (*module.parameters(), *module.buffers())]
+        # Module.to() also converts, in place, the gradients parameters hold: put back those too
+        saved = [(t, t.data, t.grad, None if t.grad is None else t.grad.data)
+                 for module in modules for t in (*module.parameters(), *module.buffers())]
 
         def restore():
-            for tensor, data, grad in saved:
+            for tensor, data, grad, grad_data in saved:
                 tensor.data = data
+                if grad is not None:
+                    grad.data = grad_data
                 if tensor.grad is not grad:
                     tensor.grad = grad
 

@@ -47,7 +47,7 @@ def test_channels_last_switches_the_layout_and_restores_the_estimator(fitted_cnn
         value, stride, requires_grad = params[name]
         assert torch.equal(p.detach(), value) and p.stride() == stride
         assert p.requires_grad == requires_grad
-    assert conv.weight.grad is grad
+    assert conv.weight.grad is grad and grad.stride() == conv.weight.stride()
     conv.weight.grad = None
 
 

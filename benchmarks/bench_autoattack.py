@@ -12,13 +12,16 @@ dependencies, so that it reuses this torch::
     python -m pip install --no-deps --target /tmp/aa-pkgs pyautoattack==0.2.0
     OMP_NUM_THREADS=1 python benchmarks/bench_autoattack.py --reference-path /tmp/aa-pkgs
 
-Without ``--reference-path`` only robustlearn's AutoAttack runs.
+Without ``--reference-path`` only robustlearn's AutoAttack runs. ``--model PATH``
+keeps the trained ``cnn`` in a model file (:func:`robustlearn.save`) and reuses
+it on later runs, so that a re-measurement does not retrain it.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 
@@ -63,6 +66,8 @@ def main(argv=None):
     parser.add_argument("--epsilon", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None,
+                        help="model file: load the cnn from it if it exists, else save it there")
     parser.add_argument("--reference-path", default=None,
                         help="folder holding pyautoattack (pip install --target)")
     args = parser.parse_args(argv)
@@ -75,9 +80,16 @@ def main(argv=None):
     X, y = robustlearn.load_dataset(args.dataset, "test", n=args.n, data_dir=args.data_dir,
                                     random_state=0)
     start = time.perf_counter()
-    clf = robustlearn.make_defense("cnn", random_state=0, device="cpu").fit(X_train, y_train)
-    print(f"cnn trained on {len(y_train)} {args.dataset} images in "
-          f"{time.perf_counter() - start:.0f} s; clean accuracy {clf.score(X, y):.3f} on {len(y)} "
+    if args.model and os.path.exists(args.model):
+        clf = robustlearn.load(args.model)
+        how = f"loaded from {args.model}"
+    else:
+        clf = robustlearn.make_defense("cnn", random_state=0, device="cpu").fit(X_train, y_train)
+        if args.model:
+            robustlearn.save(clf, args.model)
+        how = (f"trained on {len(y_train)} {args.dataset} images in "
+               f"{time.perf_counter() - start:.0f} s")
+    print(f"cnn {how}; clean accuracy {clf.score(X, y):.3f} on {len(y)} "
           f"test images; linf epsilon {args.epsilon}; threads {torch.get_num_threads()}")
     print(f"{'round':>5s} {'implementation':>15s} {'robust acc':>10s} {'wall s':>8s} "
           f"{'cpu s':>8s}")

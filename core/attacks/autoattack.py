@@ -121,21 +121,23 @@ class AutoAttack(BaseAttack):
                 if len(idx) == 0:
                     break
                 xs, ys = x[idx], labels[idx]
-                if name == "square":
-                    cand = square_attack(victim.logits, xs, ys, epsilon=eps,
-                                         n_queries=self.n_queries)
-                elif name == "fab-t":
-                    cand, _ = fab_attack(victim.logits, xs, ys, norm=self.norm, targeted=True,
-                                         n_target_classes=self.n_target_classes,
-                                         steps=self.steps, epsilon=eps, early_stop=True)
-                    # only success inside the ball counts (FAB minimizes, it is not bounded)
-                    cand = _project(xs, cand, eps, self.norm)
-                else:
-                    loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[name]
-                    check_loss_classes(loss, len(victim.classes))
-                    cand = apgd_attack(victim.logits, xs, ys, epsilon=eps, norm=self.norm,
-                                       steps=self.steps, loss=loss,
-                                       n_target_classes=self.n_target_classes, eot_iter=eot)
+                # the components in the faster layout; success is checked below in the original
+                with victim.channels_last(xs):
+                    if name == "square":
+                        cand = square_attack(victim.logits, xs, ys, epsilon=eps,
+                                             n_queries=self.n_queries)
+                    elif name == "fab-t":
+                        cand, _ = fab_attack(victim.logits, xs, ys, norm=self.norm, targeted=True,
+                                             n_target_classes=self.n_target_classes,
+                                             steps=self.steps, epsilon=eps, early_stop=True)
+                        # only success inside the ball counts (FAB minimizes, it is not bounded)
+                        cand = _project(xs, cand, eps, self.norm)
+                    else:
+                        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[name]
+                        check_loss_classes(loss, len(victim.classes))
+                        cand = apgd_attack(victim.logits, xs, ys, epsilon=eps, norm=self.norm,
+                                           steps=self.steps, loss=loss,
+                                           n_target_classes=self.n_target_classes, eot_iter=eot)
                 with torch.no_grad():
                     fooled = victim.logits(cand).argmax(1) != ys
                 x_adv[idx[fooled]] = cand[fooled]

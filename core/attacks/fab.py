@@ -152,7 +152,7 @@ def _hyperplane(logits_fn, x, y, target):
 
 
 def fab(logits_fn, x0, y, *, norm="linf", target=None, steps=100, alpha_max=0.1, eta=1.05,
-        beta=0.9, x_start=None):
+        beta=0.9, x_start=None, stop_at=None):
     """One run of FAB (Croce & Hein, ICML 2020, Algorithm 1) on one batch.
 
     Parameters
@@ -172,6 +172,11 @@ def fab(logits_fn, x0, y, *, norm="linf", target=None, steps=100, alpha_max=0.1,
         Largest bias towards the original image, extrapolation, backward step.
     x_start : torch.Tensor, optional
         Starting point (default ``x0``).
+    stop_at : float, optional
+        Stop iterating on an image once an adversarial within this distance is
+        found (AutoAttack's use: only success within epsilon counts, so further
+        steps, which only look for a closer one, cannot change the result).
+        The other images' trajectories are unchanged.
 
     Returns
     -------
@@ -184,28 +189,43 @@ def fab(logits_fn, x0, y, *, norm="linf", target=None, steps=100, alpha_max=0.1,
     x = x0.clone() if x_start is None else x_start.detach().clone()
     x_best = x0.clone()
     dist = torch.full((len(x0),), math.inf, device=x0.device)
+    active = torch.arange(len(x0), device=x0.device)
     for _ in range(steps):
-        g, w, _ = _hyperplane(logits_fn, x, y, target)
+        if stop_at is not None:
+            going = dist[active] > stop_at
+            if not bool(going.all()):
+                active = active[going]
+                if len(active) == 0:
+                    break
+        every = len(active) == len(x0)
+        # the images still iterating (all of them, without copies, until one stops)
+        xa, x0a, ya = (x, x0, y) if every else (x[active], x0[active], y[active])
+        ta = target if every or target is None else target[active]
+        g, w, _ = _hyperplane(logits_fn, xa, ya, ta)
         with torch.no_grad():
-            if target is None:
+            rows = torch.arange(len(xa), device=x.device)
+            if ta is None:
                 distance = g.abs() / (_dual_norms(w.flatten(2), norm) + 1e-12)
-                distance[torch.arange(len(x), device=x.device), y] = math.inf
+                distance[rows, ya] = math.inf
                 s = distance.argmin(dim=1)
-                rows = torch.arange(len(x), device=x.device)
                 g, w = g[rows, s], w[rows, s]
-            inner = (w * (x0 - x)).flatten(1).sum(dim=1)
-            delta = project_onto_hyperplane(x, w, -g, norm)
-            delta_orig = project_onto_hyperplane(x0, w, -(g + inner), norm)
+            inner = (w * (x0a - xa)).flatten(1).sum(dim=1)
+            delta = project_onto_hyperplane(xa, w, -g, norm)
+            delta_orig = project_onto_hyperplane(x0a, w, -(g + inner), norm)
             n_cur, n_orig = _norms(delta, norm), _norms(delta_orig, norm)
             alpha = (n_cur / (n_cur + n_orig).clamp_min(1e-12)).clamp(max=alpha_max)
-            alpha = _view(alpha, x0)
-            x = ((1 - alpha) * (x + eta * delta) + alpha * (x0 + eta * delta_orig)).clamp(0, 1)
-            fooled = logits_fn(x).argmax(dim=1) != y
-            d = _norms(x - x0, norm)
-            closer = fooled & (d < dist)
-            x_best = torch.where(_view(closer, x0), x, x_best)
-            dist = torch.where(closer, d, dist)
-            x = torch.where(_view(fooled, x0), (1 - beta) * x0 + beta * x, x)
+            alpha = _view(alpha, x0a)
+            xa = ((1 - alpha) * (xa + eta * delta) + alpha * (x0a + eta * delta_orig)).clamp(0, 1)
+            fooled = logits_fn(xa).argmax(dim=1) != ya
+            d = _norms(xa - x0a, norm)
+            closer = fooled & (d < dist[active])
+            x_best[active[closer]] = xa[closer]
+            dist[active[closer]] = d[closer]
+            xa = torch.where(_view(fooled, x0a), (1 - beta) * x0a + beta * xa, xa)
+            if every:
+                x = xa
+            else:
+                x[active] = xa
     return x_best, dist
 
 
@@ -265,7 +285,8 @@ def fab_attack(logits_fn, x, y, *, norm="linf", targeted=True, n_target_classes=
                 start = _random_start(x[idx], radius[idx], norm)
             target = top_targets(logits_fn, x[idx], y[idx], rank) if rank else None
             cand, d = fab(logits_fn, x[idx], y[idx], norm=norm, target=target, steps=steps,
-                          alpha_max=alpha_max, eta=eta, beta=beta, x_start=start)
+                          alpha_max=alpha_max, eta=eta, beta=beta, x_start=start,
+                          stop_at=bound if early_stop and math.isfinite(bound) else None)
             closer = d < dist[idx]
             x_adv[idx[closer]] = cand[closer]
             dist[idx[closer]] = d[closer]

@@ -40,7 +40,7 @@ BUDGETS = {
         stepsizes=(0.25, 0.1), square_queries=300, noise_n=50, noise_samples=100,
         fab_steps=30, eps_factors=(0.25, 0.5, 1.0, 2.0), binarization_samples=6,
         inner_points=49, grad_points=20, grad_directions=16, eot=(1, 4, 8), repeats=5,
-        trace_n=30, autoattack=False, min_examples=1000,
+        trace_n=30, autoattack=False, min_examples=1000, cross_norm_targets=3,
     ),
     "full": dict(
         n=1000, steps=100, ladder_steps=(10, 100), doubling=(100, 200, 400),
@@ -48,6 +48,7 @@ BUDGETS = {
         noise_samples=10000, fab_steps=100, eps_factors=(0.25, 0.5, 1.0, 2.0),
         binarization_samples=512, inner_points=999, grad_points=100, grad_directions=32,
         eot=(1, 20, 50, 200), repeats=10, trace_n=200, autoattack=True, min_examples=1000,
+        cross_norm_targets=9,
     ),
 }
 

@@ -53,6 +53,9 @@ def test_benchmark_writes_a_linked_leaderboard(tiny_plugins, tmp_path, capsys):
     rows = json.loads((out / "leaderboard.json").read_text())["rows"]
     assert rows[0]["defense"] == "tiny-mlp" and rows[0]["clean"] > 0.5
     assert rows[0]["params"]["hidden_layer_sizes"] == "(16,)"
+    # wall-clock and CPU seconds of training and audit, both in the table
+    assert rows[0]["fit_cpu_seconds"] > 0 and rows[0]["audit_cpu_seconds"] > 0
+    assert "fit CPU s | audit CPU s" in board
     assert "leaderboard.md" in capsys.readouterr().out
 
 

@@ -25,7 +25,7 @@ import torch
 
 from ..validation import check_choice, check_int
 from .apgd import _project, apgd_attack, check_loss_classes
-from .base import NORMS, BaseAttack
+from .base import NORMS, FixedEpsilonAttack
 from .fab import fab_attack
 from .square import square_attack
 
@@ -42,7 +42,7 @@ def components(version, norm):
     return ("apgd-ce", "apgd-t", "fab-t")
 
 
-class AutoAttack(BaseAttack):
+class AutoAttack(FixedEpsilonAttack):
     """AutoAttack (Croce & Hein 2020): see :mod:`robustlearn.attacks.autoattack`.
 
     Each component attacks only the images that the earlier ones left
@@ -109,38 +109,35 @@ class AutoAttack(BaseAttack):
         """The component attacks that run, in order."""
         return tuple(self.attacks) if self.attacks else components(self.version, self.norm)
 
-    def _run(self, victim, x, labels, epsilons):
-        eot = self.eot_samples
-        outputs = []
-        for eps in epsilons:
-            x_adv = x.detach().clone()
+    def _run_epsilon(self, victim, x, labels, epsilon):
+        x_adv = x.detach().clone()
+        with torch.no_grad():
+            robust = victim.logits(x).argmax(1) == labels
+        for name in self.components:
+            idx = robust.nonzero()[:, 0]
+            if len(idx) == 0:
+                break
+            xs, ys = x[idx], labels[idx]
+            # the components in the faster layout; success is checked below in the original
+            with victim.channels_last(xs):
+                if name == "square":
+                    cand = square_attack(victim.logits, xs, ys, epsilon=epsilon,
+                                         n_queries=self.n_queries)
+                elif name == "fab-t":
+                    cand, _ = fab_attack(victim.logits, xs, ys, norm=self.norm, targeted=True,
+                                         n_target_classes=self.n_target_classes,
+                                         steps=self.steps, epsilon=epsilon, early_stop=True)
+                    # only success inside the ball counts (FAB minimizes, it is not bounded)
+                    cand = _project(xs, cand, epsilon, self.norm)
+                else:
+                    loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[name]
+                    check_loss_classes(loss, len(victim.classes))
+                    cand = apgd_attack(victim.logits, xs, ys, epsilon=epsilon, norm=self.norm,
+                                       steps=self.steps, loss=loss,
+                                       n_target_classes=self.n_target_classes,
+                                       eot_iter=self.eot_samples)
             with torch.no_grad():
-                robust = victim.logits(x).argmax(1) == labels
-            for name in self.components:
-                idx = robust.nonzero()[:, 0]
-                if len(idx) == 0:
-                    break
-                xs, ys = x[idx], labels[idx]
-                # the components in the faster layout; success is checked below in the original
-                with victim.channels_last(xs):
-                    if name == "square":
-                        cand = square_attack(victim.logits, xs, ys, epsilon=eps,
-                                             n_queries=self.n_queries)
-                    elif name == "fab-t":
-                        cand, _ = fab_attack(victim.logits, xs, ys, norm=self.norm, targeted=True,
-                                             n_target_classes=self.n_target_classes,
-                                             steps=self.steps, epsilon=eps, early_stop=True)
-                        # only success inside the ball counts (FAB minimizes, it is not bounded)
-                        cand = _project(xs, cand, eps, self.norm)
-                    else:
-                        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[name]
-                        check_loss_classes(loss, len(victim.classes))
-                        cand = apgd_attack(victim.logits, xs, ys, epsilon=eps, norm=self.norm,
-                                           steps=self.steps, loss=loss,
-                                           n_target_classes=self.n_target_classes, eot_iter=eot)
-                with torch.no_grad():
-                    fooled = victim.logits(cand).argmax(1) != ys
-                x_adv[idx[fooled]] = cand[fooled]
-                robust[idx[fooled]] = False
-            outputs.append(x_adv)
-        return torch.stack(outputs)
+                fooled = victim.logits(cand).argmax(1) != ys
+            x_adv[idx[fooled]] = cand[fooled]
+            robust[idx[fooled]] = False
+        return x_adv

@@ -89,12 +89,9 @@ def test_minimization_attack_runs_once_and_is_projected_per_radius(fitted_mlp, f
 
 def test_every_registered_attack_is_one_of_the_two_kinds():
     import robustlearn
-    from robustlearn.attacks.autoattack import AutoAttack
 
     for entry in robustlearn.registry.list_registrations("attack"):
         attack = entry.factory()
-        if isinstance(attack, AutoAttack):  # an ensemble of fixed-epsilon and minimization
-            continue
         kinds = (isinstance(attack, FixedEpsilonAttack), isinstance(attack, MinimizationAttack))
         assert sum(kinds) == 1, entry.name
         assert attack.is_minimization == kinds[1], entry.name

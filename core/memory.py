@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import numbers
 import os
+import threading
 
 import torch
 
@@ -173,9 +174,12 @@ def forward_bytes_per_sample(modules, forward, input_shape, device="cpu") -> int
     int
     """
     counted = [int(torch.Size(input_shape).numel())]
+    # the hooks sit on shared modules: another thread attacking the same network (evaluate's
+    # units under a threading backend) must not be counted as this pass's layers
+    measuring = threading.get_ident()
 
     def hook(_module, _inputs, output):
-        if isinstance(output, torch.Tensor):
+        if isinstance(output, torch.Tensor) and threading.get_ident() == measuring:
             counted.append(output.numel())
 
     # leaves only: a container's output is its last child's, already counted

@@ -55,3 +55,28 @@ def test_a_module_that_cannot_be_probed_keeps_the_configured_batch():
             raise RuntimeError("needs real data")
 
     assert inference_batch_size(Picky(), (1, 8, 8), "cpu", 256) == 256
+
+
+def test_forward_bytes_per_sample_ignores_other_threads_on_the_same_network():
+    import threading
+
+    from robustlearn.memory import forward_bytes_per_sample
+
+    net = torch.nn.Sequential(torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    alone = forward_bytes_per_sample([net], net, (64,))
+    stop = threading.Event()
+
+    def busy():
+        x = torch.rand(512, 64)
+        while not stop.is_set():
+            with torch.no_grad():
+                net(x)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        measured = [forward_bytes_per_sample([net], net, (64,)) for _ in range(50)]
+    finally:
+        stop.set()
+        worker.join()
+    assert set(measured) == {alone}

@@ -1,13 +1,11 @@
 """Safe model files: round trips of every registered defense and purifier, refused files."""
 
-import json
 import pickle
 import struct
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 import robustlearn
 from robustlearn import model_file, registry
@@ -16,6 +14,7 @@ from robustlearn.plugins.baselines import MLPClassifier
 from robustlearn.registry import list_registrations
 
 from .fake_plugins import defenses_plugin
+from .model_files import rewrite as _rewrite
 
 ESTIMATORS = [(kind, entry) for kind in ("defense", "purifier")
               for entry in list_registrations(kind)]
@@ -65,17 +64,6 @@ def test_string_labels_and_float_attributes_survive(digits, tmp_path):
     assert loaded.classes_.dtype == model.classes_.dtype
     assert loaded.detect_threshold_ == model.detect_threshold_
     np.testing.assert_array_equal(loaded.predict(X_test), model.predict(X_test))
-
-
-def _rewrite(path, edit_header=None, edit_tensors=None):
-    """Rewrite a model file with its header or tensors changed (a tampered file)."""
-    tensors = load_file(str(path))
-    header = model_file.read_header(path)
-    if edit_header:
-        edit_header(header)
-    if edit_tensors:
-        edit_tensors(tensors)
-    save_file(tensors, str(path), metadata={"robustlearn": json.dumps(header)})
 
 
 @pytest.fixture

@@ -1,31 +1,21 @@
 """Safe model files of the interference defense: its bank, checkpoints and draws round-trip."""
 
-import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 import robustlearn
 from robustlearn import model_file
+
+from ...core.model_files import rewrite as _rewrite
 
 
 @pytest.fixture
 def inn(fitted_inn):
     """A private copy of the shared fitted network (predicting moves its draw sequence)."""
     return pickle.loads(pickle.dumps(fitted_inn))
-
-
-def _rewrite(path, edit_header=None, edit_tensors=None):
-    tensors = load_file(str(path))
-    header = model_file.read_header(path)
-    if edit_header:
-        edit_header(header)
-    if edit_tensors:
-        edit_tensors(tensors)
-    save_file(tensors, str(path), metadata={"robustlearn": json.dumps(header)})
 
 
 def test_round_trip_keeps_checkpoints_backgrounds_and_the_draw_sequence(inn, digits, tmp_path):

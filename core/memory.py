@@ -88,6 +88,23 @@ def budget(nbytes):
         _configured_budget.reset(token)
 
 
+def budget_if_given(nbytes):
+    """:func:`budget` for a given ``nbytes``; with None, the enclosing budget stays in force.
+
+    What a function taking a ``memory_budget=None`` parameter wants (``evaluate``, ``audit``),
+    where :func:`budget` with None would reset an enclosing block to the default.
+
+    Parameters
+    ----------
+    nbytes : int or None
+
+    Returns
+    -------
+    context manager
+    """
+    return budget(nbytes) if nbytes is not None else contextlib.nullcontext()
+
+
 def _available_cpu_bytes():
     """Memory the kernel can give without swapping (``MemAvailable``, which counts reclaimable
     page cache; "free" pages alone are small on any machine that has read files)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -149,9 +148,7 @@ def audit(estimator, X, y, epsilon, norm="linf", budget="quick", *, attacks=None
         if bad:
             raise ValueError(f"unknown checks {sorted(bad)}; known: {sorted(known)}")
     X, y = _subset(X, y, n if n is not None else params["n"], random_state)
-    memory_block = (memory.budget(memory_budget) if memory_budget is not None
-                    else contextlib.nullcontext())
-    with memory_block:
+    with memory.budget_if_given(memory_budget):
         return _run_checks(estimator, X, y, epsilon, norm, params, budget_name, attacks,
                            checks, out_dir, resume, random_state, verbose, memory_budget)
 

@@ -6,7 +6,6 @@ records run here one after another, by joblib workers, or resumed from a log.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import time
 
@@ -80,16 +79,11 @@ def run_attack(spec, estimator, xb, yb, epsilons, detector, seed, draws=1):
     }
 
 
-def _memory_budget(nbytes):
-    """The block's batches sized to ``nbytes`` (None: the default, half the free memory)."""
-    return memory.budget(nbytes) if nbytes is not None else contextlib.nullcontext()
-
-
 def run_unit(specs, estimator, xb, yb, unit, epsilons, detector, seed, draws=1,
              memory_budget=None):
     """One unit of work: the clean pass (``unit`` 0) or attack ``unit`` on one batch."""
     # set here, in the process that runs the unit: a joblib or Dask worker has its own memory
-    with _memory_budget(memory_budget):
+    with memory.budget_if_given(memory_budget):
         if unit == 0:
             return run_clean(estimator, xb, yb, detector, seed, draws)
         return run_attack(specs[unit - 1], estimator, xb, yb, epsilons, detector, seed, draws)

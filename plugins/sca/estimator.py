@@ -57,8 +57,10 @@ class SCAClassifier(BaseDefense):
         None uses ``T``. Set it after fitting to sweep T on a trained model.
     clip : float, default=10.0
         Largest l_inf norm of an inner gradient, per sample (the paper's 10).
-    inner_gradient : {"closed-form", "autograd"}, default="closed-form"
-        How dE/dh is computed; identical values, the closed form is faster.
+    inner_gradient : {"auto", "closed-form", "gram", "autograd"}, default="auto"
+        How dE/dh is computed; identical values up to float rounding. ``"auto"``
+        takes, per call, whichever closed form needs fewer multiply-accumulates
+        (see :class:`robustlearn.plugins.sca.SCALayer`).
     max_epochs, batch_size : int, default=100, 256
     **kwargs
         Shared training parameters, see :class:`robustlearn.BaseDefense`;
@@ -94,7 +96,7 @@ class SCAClassifier(BaseDefense):
         n_layers=1,
         T_predict=None,
         clip=10.0,
-        inner_gradient="closed-form",
+        inner_gradient="auto",
         *,
         max_epochs=100,
         batch_size=256,

@@ -25,6 +25,7 @@ self-consistent state h = 0.
 
 from __future__ import annotations
 
+import collections
 import math
 
 import torch
@@ -41,8 +42,9 @@ PREDICTORS = {
     "sigmoid": (torch.sigmoid, lambda z, p: p * (1 - p)),
 }
 
-#: Ways of computing dE/dh inside the loop; both are exact and agree to float rounding.
-INNER_GRADIENTS = ("closed-form", "autograd")
+#: Ways of computing dE/dh inside the loop; all are exact and agree to float rounding.
+#: "auto" takes whichever of the two closed forms needs fewer multiply-accumulates.
+INNER_GRADIENTS = ("auto", "closed-form", "gram", "autograd")
 
 
 class SCALayer(nn.Module):
@@ -70,9 +72,15 @@ class SCALayer(nn.Module):
         Nonlinearity phi of the lateral predictor g_C(h) = phi(C h + c).
     clip : float, default=10.0
         Largest l_inf norm of a step's gradient, per sample.
-    inner_gradient : {"closed-form", "autograd"}, default="closed-form"
-        How dE/dh is computed: the hand-derived formula (faster, see
-        ``benchmarks/bench_sca.py``) or automatic differentiation of ``energy``.
+    inner_gradient : {"auto", "closed-form", "gram", "autograd"}, default="auto"
+        How dE/dh is computed; every choice gives the same values up to float
+        rounding. ``"closed-form"`` is the hand-derived formula, ``"gram"`` the
+        same formula with ``B^T B`` formed once per call (3 n^2 instead of
+        2 n^2 + 2 n d multiply-accumulates per step, cheaper when n < 2 d and
+        the batch amortises the n^2 d of forming it), ``"autograd"``
+        differentiates :meth:`energy`. ``"auto"`` (default) picks the closed form
+        with the fewer multiply-accumulates for each call
+        (:func:`inner_gradient_for`); see ``benchmarks/bench_sca.py``.
 
     Attributes
     ----------
@@ -87,7 +95,7 @@ class SCALayer(nn.Module):
     """
 
     def __init__(self, in_features, width, T=16, eta=0.25, lambda_=0.3, g="relu", clip=10.0,
-                 inner_gradient="closed-form"):
+                 inner_gradient="auto"):
         super().__init__()
         if g not in PREDICTORS:
             raise ValueError(f"g must be one of {sorted(PREDICTORS)}, got {g!r}")
@@ -146,16 +154,44 @@ class SCALayer(nn.Module):
         Parameters
         ----------
         h, x : torch.Tensor
-        method : {"closed-form", "autograd"}, optional
-            Defaults to ``inner_gradient``. Both keep the graph to h and the
-            weights when gradients are being recorded.
+        method : {"auto", "closed-form", "gram", "autograd"}, optional
+            Defaults to ``inner_gradient``. Every method keeps the graph to h and
+            the weights when gradients are being recorded.
         """
+        method = self._method(method, len(h), 1)
+        return self._gradient(h, x, method, self._loop_context(x, method))
+
+    def _method(self, method, batch, T):
         method = method or self.inner_gradient
+        if method == "auto":
+            return inner_gradient_for(self.in_features, self.width, T, batch)
+        return method
+
+    def _loop_context(self, x, method):
+        """What a call's steps share: for "gram", the fused ``[C^T | lambda B^T B]``
+        (shape (n, 2 n)) and the constant ``lambda B^T (x - b_B)``; else nothing."""
+        if method != "gram":
+            return None
+        weight = self.backprojection.weight
+        fused = torch.cat([self.lateral_matrix.t(), self.lambda_ * (weight.t() @ weight)], 1)
+        drive = self.lambda_ * (x - self.backprojection.bias) @ weight
+        return fused, drive
+
+    def _gradient(self, h, x, method, context):
         if method == "autograd":
             return self._autograd_gradient(h, x)
+        derivative = PREDICTORS[self.g][1]
+        if method == "gram":
+            # -lambda B^T (x - B h - b_B) = lambda B^T B h - lambda B^T (x - b_B)
+            fused, drive = context
+            both = h @ fused
+            z = both[:, :self.width] + self.lateral_bias
+            prediction = PREDICTORS[self.g][0](z)
+            residual = h - prediction
+            return (residual - (derivative(z, prediction) * residual) @ self.lateral_matrix
+                    + both[:, self.width:] - drive)
         z, prediction, residual, reconstruction_error = self._terms(h, x)
-        slope = PREDICTORS[self.g][1](z, prediction)
-        return (residual - (slope * residual) @ self.lateral_matrix
+        return (residual - (derivative(z, prediction) * residual) @ self.lateral_matrix
                 - self.lambda_ * reconstruction_error @ self.backprojection.weight)
 
     def _autograd_gradient(self, h, x):
@@ -172,21 +208,31 @@ class SCALayer(nn.Module):
 
     def step(self, s, x):
         """One clipped gradient step: s_t from s_{t-1}."""
+        method = self._method(None, len(s), 1)
+        return self._step(s, x, method, self._loop_context(x, method))
+
+    def _step(self, s, x, method, context):
         h = torch.relu(s)
-        grad = self.energy_gradient(h, x)
+        grad = self._gradient(h, x, method, context)
         with torch.no_grad():
             # the paper's clipping; its scale is a constant for backpropagation
             scale = (self.clip / grad.abs().amax(1, keepdim=True).clamp_min(1e-12)).clamp(max=1)
         return h - self.eta * scale * grad
 
+    def _steps(self, x, T):
+        """s_0, then each s_t of T steps, computing what the steps share once."""
+        s = self.initial_state(x)
+        yield s
+        if T:
+            method = self._method(None, len(x), T)
+            context = self._loop_context(x, method)
+            for _ in range(T):
+                s = self._step(s, x, method, context)
+                yield s
+
     def trajectory(self, x, T=None):
         """States h_0 = ReLU(s_0), ..., h_T = ReLU(s_T), as a list of T + 1 tensors."""
-        s = self.initial_state(x)
-        states = [torch.relu(s)]
-        for _ in range(self.T if T is None else int(T)):
-            s = self.step(s, x)
-            states.append(torch.relu(s))
-        return states
+        return [torch.relu(s) for s in self._steps(x, self.T if T is None else int(T))]
 
     def forward(self, x, T=None, T_backward=None):
         """Activity ``a = ReLU(s_T)`` of shape (n, width).
@@ -203,21 +249,45 @@ class SCALayer(nn.Module):
         """
         T = self.T if T is None else int(T)
         if T_backward is None:
-            s = self.initial_state(x)
-            for _ in range(T):
-                s = self.step(s, x)
-            return torch.relu(s)
+            (s_T,) = collections.deque(self._steps(x, T), maxlen=1)
+            return torch.relu(s_T)
         with torch.no_grad():
             value = self.forward(x, T)
         return straight_through(value, self.forward(x, T_backward))
 
 
-def sca_macs(in_features, width, T):
+def sca_macs(in_features, width, T, inner_gradient="closed-form", batch=1):
     """Multiply-accumulates per sample of one SCA layer's forward pass.
 
-    ``n d`` for W_f plus, per step, ``2 n^2`` for C h and C^T(.) and ``2 n d`` for
-    B h and B^T(.): ``n d + T (2 n^2 + 2 n d)``. The method card's rounder
-    ``T (n^2 + 2 n d)`` counts C once.
+    Parameters
+    ----------
+    in_features, width, T : int
+        d, n and the inner steps.
+    inner_gradient : {"closed-form", "gram", "auto"}, default="closed-form"
+        ``"closed-form"``: ``n d`` for W_f plus, per step, ``2 n^2`` for C h and
+        C^T(.) and ``2 n d`` for B h and B^T(.): ``n d + T (2 n^2 + 2 n d)``
+        (the method card's rounder ``T (n^2 + 2 n d)`` counts C once).
+        ``"gram"``: ``n^2 d / batch`` to form B^T B, ``2 n d`` for W_f x and
+        B^T x, and ``3 n^2`` per step (C h and lambda B^T B h in one product,
+        then C^T(.)). ``"auto"``: the smaller of the two.
+    batch : int, default=1
+        Samples sharing one call (over which forming B^T B is amortised).
+
+    Returns
+    -------
+    float
     """
-    n, d = int(width), int(in_features)
-    return n * d + int(T) * (2 * n * n + 2 * n * d)
+    n, d, T, batch = int(width), int(in_features), int(T), int(batch)
+    closed = n * d + T * (2 * n * n + 2 * n * d)
+    gram = (n * n * d / batch + 2 * n * d + T * 3 * n * n) if T else closed
+    costs = {"closed-form": closed, "gram": gram, "auto": min(closed, gram)}
+    if inner_gradient not in costs:
+        raise ValueError(f"inner_gradient must be one of {sorted(costs)}, got "
+                         f"{inner_gradient!r}")
+    return costs[inner_gradient]
+
+
+def inner_gradient_for(in_features, width, T, batch):
+    """The closed form with fewer multiply-accumulates for one call: "gram" or "closed-form"."""
+    closed = sca_macs(in_features, width, T, "closed-form", batch)
+    return "gram" if sca_macs(in_features, width, T, "gram", batch) < closed else "closed-form"

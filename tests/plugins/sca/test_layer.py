@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from robustlearn.plugins.sca import SCALayer, sca_macs
-from robustlearn.plugins.sca.layer import PREDICTORS
+from robustlearn.plugins.sca.layer import PREDICTORS, inner_gradient_for
 
 
 def tiny(g="relu", T=3, eta=0.25, dtype=torch.float64, **params):
@@ -13,27 +13,44 @@ def tiny(g="relu", T=3, eta=0.25, dtype=torch.float64, **params):
     return SCALayer(6, 5, T=T, eta=eta, g=g, **params).to(dtype)
 
 
+@pytest.mark.parametrize("method", ["closed-form", "gram"])
 @pytest.mark.parametrize("g", sorted(PREDICTORS))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_closed_form_gradient_equals_autograd(g, dtype):
+def test_closed_form_gradient_equals_autograd(method, g, dtype):
     layer = tiny(g, dtype=dtype)
     x = torch.randn(7, 6, dtype=dtype)
     h = torch.rand(7, 5, dtype=dtype)
-    closed = layer.energy_gradient(h, x, "closed-form")
+    closed = layer.energy_gradient(h, x, method)
     automatic = layer.energy_gradient(h, x, "autograd")
     torch.testing.assert_close(closed, automatic, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("g", sorted(PREDICTORS))
-def test_both_inner_gradients_give_the_same_layer_and_weight_gradients(g):
+def test_every_inner_gradient_gives_the_same_layer_and_weight_gradients(g):
     x = torch.randn(4, 6, dtype=torch.float64)
     outputs = []
-    for method in ("closed-form", "autograd"):
+    for method in ("closed-form", "gram", "autograd"):
         layer = tiny(g, inner_gradient=method)
         out = layer(x)
-        (grad_c,) = torch.autograd.grad(out.pow(2).sum(), layer.lateral)
-        outputs.append((out.detach(), grad_c))
+        weights = (layer.lateral, layer.lateral_bias, layer.backprojection.weight,
+                   layer.backprojection.bias, layer.feedforward.weight)
+        outputs.append((out.detach(), torch.autograd.grad(out.pow(2).sum(), weights)))
     torch.testing.assert_close(outputs[0], outputs[1], atol=1e-8, rtol=1e-6)
+    torch.testing.assert_close(outputs[0], outputs[2], atol=1e-8, rtol=1e-6)
+
+
+def test_auto_takes_the_closed_form_with_fewer_multiply_accumulates():
+    # B^T B pays off when n < 2 d and the batch amortises forming it
+    assert inner_gradient_for(784, 512, T=8, batch=256) == "gram"
+    assert inner_gradient_for(784, 512, T=8, batch=1) == "closed-form"
+    assert inner_gradient_for(784, 2048, T=16, batch=256) == "closed-form"
+    assert sca_macs(784, 512, 8, "auto", 256) == sca_macs(784, 512, 8, "gram", 256)
+    assert sca_macs(784, 512, 8, "gram", 256) < 0.75 * sca_macs(784, 512, 8)
+    layer = SCALayer(20, 4, T=3).to(torch.float64)     # n < 2 d: "auto" runs the gram form
+    x = torch.randn(64, 20, dtype=torch.float64)
+    expected = layer(x)
+    layer.inner_gradient = "closed-form"
+    torch.testing.assert_close(layer(x), expected)
 
 
 def test_energy_decreases_over_the_inner_steps():
@@ -46,9 +63,10 @@ def test_energy_decreases_over_the_inner_steps():
     assert energies[-1].mean() < 0.8 * energies[0].mean()
 
 
+@pytest.mark.parametrize("method", ["closed-form", "gram"])
 @pytest.mark.parametrize("g", ["relu", "tanh"])
-def test_unrolled_gradients_match_finite_differences(g):
-    layer = tiny(g, T=3, eta=0.1)
+def test_unrolled_gradients_match_finite_differences(g, method):
+    layer = tiny(g, T=3, eta=0.1, inner_gradient=method)
     x = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
     # small inputs keep the per-sample clipping inactive: its scale is held constant
     # on the backward pass, so it would differ from finite differences where it bites
@@ -113,8 +131,12 @@ def test_invalid_layer_settings_are_rejected():
         SCALayer(4, 3, g="softplus")
     with pytest.raises(ValueError, match="inner_gradient"):
         SCALayer(4, 3, inner_gradient="numeric")
+    with pytest.raises(ValueError, match="inner_gradient"):
+        sca_macs(4, 3, 1, inner_gradient="numeric")
 
 
 def test_mac_count():
     assert sca_macs(784, 512, 0) == 784 * 512
     assert sca_macs(784, 512, 8) == 784 * 512 + 8 * (2 * 512 * 512 + 2 * 512 * 784)
+    assert sca_macs(784, 512, 8, "gram", batch=4) == (
+        512 * 512 * 784 / 4 + 2 * 512 * 784 + 8 * 3 * 512 * 512)

@@ -17,17 +17,12 @@ measures the difference.
 
 from __future__ import annotations
 
-from ..validation import check_choice, check_float, check_int
+from ..validation import check_bool, check_choice, check_float, check_int
 from .base import FixedEpsilonAttack
 from .foolbox_adapter import FoolboxAttack, run_foolbox
 from .gradient import LOSSES, best_of_pgd
 
 BACKENDS = ("torch", "foolbox")
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
 class _GradientDescentAttack(FoolboxAttack, FixedEpsilonAttack):
@@ -42,7 +37,7 @@ class _GradientDescentAttack(FoolboxAttack, FixedEpsilonAttack):
         check_choice(self.loss, "loss", LOSSES)
         if self.abs_stepsize is not None:
             check_float(self.abs_stepsize, "abs_stepsize", low=0, low_open=True)
-        _check_bool(self.random_start, "random_start")
+        check_bool(self.random_start, "random_start")
         check_choice(self.backend, "backend", BACKENDS)
 
     @property

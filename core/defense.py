@@ -59,15 +59,8 @@ from .memory import inference_batch_size
 from .seeding import seed_from, torch_seed
 from .surfaces import Surface
 from .tags import DefenseTags
-from .training import OPTIMIZERS, DefenseNet, FittedNetMixin, build_net
-from .validation import (
-    check_choice,
-    check_device,
-    check_float,
-    check_images,
-    check_int,
-    check_random_state,
-)
+from .training import DefenseNet, FittedNetMixin, build_net, check_training_params
+from .validation import check_float, check_images
 
 #: Prefixes of parameters routed to the skorch training engine, as skorch routes them.
 ROUTED_PREFIXES = ("optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
@@ -232,19 +225,9 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         """Check the shared parameters; subclasses extend this for their own."""
         for key in self._extra_params():
             _check_routed(type(self), key)
-        check_int(self.max_epochs, "max_epochs", low=1)
-        check_int(self.batch_size, "batch_size", low=1)
-        check_float(self.lr, "lr", low=0, low_open=True)
-        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_training_params(self)
         check_float(self.calibration_fraction, "calibration_fraction", low=0, high=0.5)
         check_float(self.detect_tpr, "detect_tpr", low=0, high=1, low_open=True)
-        check_device(self.device)
-        check_random_state(self.random_state)
-        check_int(self.verbose, "verbose", low=0)
-        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
-            raise TypeError(
-                f"callbacks must be a list of skorch callbacks, got {type(self.callbacks).__name__}"
-            )
 
     def _training_loss(self, module, X, y):
         """Training objective on one batch: ``(loss, logits)``; default cross-entropy."""

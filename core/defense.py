@@ -44,6 +44,8 @@ for its own parameters in ``_validate_params``.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -64,20 +66,6 @@ from .validation import check_float, check_images
 
 #: Prefixes of parameters routed to the skorch training engine, as skorch routes them.
 ROUTED_PREFIXES = ("optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
-
-#: Parameters every defense takes, with their defaults (documented in :class:`BaseDefense`).
-COMMON_PARAMS = dict(
-    max_epochs=20,
-    batch_size=64,
-    lr=1e-3,
-    optimizer="adam",
-    calibration_fraction=0.1,
-    detect_tpr=0.95,
-    device="auto",
-    random_state=None,
-    verbose=0,
-    callbacks=None,
-)
 
 
 def _check_routed(cls, key):
@@ -181,8 +169,6 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         """Parameters of this class's ``__init__`` and of every ``__init__`` its ``**kwargs``
         reach up to :class:`BaseDefense` (a subclass that lists every parameter itself, with
         no ``**kwargs``, has exactly its own signature, as in plain scikit-learn)."""
-        import inspect
-
         names = set()
         for klass in cls.__mro__:
             if "__init__" not in vars(klass) or not issubclass(klass, BaseDefense):
@@ -534,3 +520,11 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
     def detect(self, X):
         """Boolean per sample: True where the detector flags the input."""
         return self.detect_score(X) > self.detect_threshold_
+
+
+#: Parameters every defense takes, with their defaults (documented in :class:`BaseDefense`),
+#: read from its signature, where they are written.
+COMMON_PARAMS = {
+    p.name: p.default for p in inspect.signature(BaseDefense.__init__).parameters.values()
+    if p.kind == p.KEYWORD_ONLY
+}

@@ -143,11 +143,7 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         """
         self._validate_params()
         X = check_images(X, self, reset=True)
-        objective = AttractorObjective(
-            lambda_cls=0.0, lambda_eig=float(self.lambda_eig), eigen_method=self.eigen_method,
-            eigen_margin=float(self.eigen_margin), eigen_batch_size=int(self.eigen_batch_size),
-            power_iterations=int(self.power_iterations), n_probes=int(self.n_probes),
-        )
+        objective = AttractorObjective.from_estimator(self, lambda_cls=0.0)
         seed = seed_from(self.random_state)
         with torch_seed(seed):
             module = self._build_module(self.input_shape_)

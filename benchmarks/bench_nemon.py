@@ -87,12 +87,17 @@ class AuthorsReference:
         s = torch.exp(self.d)
         return self.A * (s[None, :] / s[:, None]) - torch.diag(self.A.abs().sum(dim=1))
 
-    def _solve(self, step, z):
-        """Averaged iteration with the persistent step-size rule; returns (z, iterations)."""
+    def _iterate(self, update, z):
+        """``z <- update(z)`` under the persistent step-size rule; returns (z, iterations).
+
+        Stops when the relative change is below ``tol`` or after ``max_iter``
+        iterations, and divides ``alpha`` by 1.5 whenever the change shrinks by
+        less than 15 %: the rule of the forward and of the adjoint iteration.
+        """
         previous, k = float("inf"), 0
         while k < self.max_iter:
             k += 1
-            new = (1 - self.alpha) * z + self.alpha * step(z)
+            new = update(z)
             err = float((new - z).norm() / (new.norm() + 1e-6))
             z = new
             if err < self.tol:
@@ -101,6 +106,11 @@ class AuthorsReference:
                 self.alpha /= 1.5
             previous = err
         return z, k
+
+    def _solve(self, step, z):
+        """Averaged iteration with the persistent step-size rule; returns (z, iterations)."""
+        # alpha is read at every iteration: the rule lowers it during the solve
+        return self._iterate(lambda z: (1 - self.alpha) * z + self.alpha * step(z), z)
 
     def loss(self, x, y):
         W = self._W()
@@ -120,19 +130,7 @@ class AuthorsReference:
                 def adjoint(g):
                     return v + (1 - alpha) * g + alpha * ((active * g) @ Wd)
 
-                g = v
-                previous, k = float("inf"), 0
-                while k < self.max_iter:
-                    k += 1
-                    new = adjoint(g)
-                    err = float((new - g).norm() / (new.norm() + 1e-6))
-                    g = new
-                    if err < self.tol:
-                        break
-                    if err > 0.85 * previous:
-                        self.alpha /= 1.5
-                    previous = err
-                stats["bw"] = k
+                g, stats["bw"] = self._iterate(adjoint, v)
                 return g
 
             z_out.register_hook(hook)

@@ -38,11 +38,11 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from . import __version__
+from .atomic_file import atomic_path
 
 
 def __getattr__(name):
@@ -214,10 +214,7 @@ def _load_split(args, split, n):
 def _atomic_dump(obj, out: Path) -> None:
     """Write a fitted model through a temporary file: pickle for ``.joblib``/``.pkl``,
     otherwise a safe model file (:func:`robustlearn.save`)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         if out.suffix in PICKLE_SUFFIXES:
             import joblib
 
@@ -226,10 +223,6 @@ def _atomic_dump(obj, out: Path) -> None:
             from .model_file import save
 
             save(obj, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        os.remove(tmp)
-        raise
 
 
 def _atomic_write_files(contents: dict, out_dir: Path) -> None:
@@ -242,16 +235,9 @@ def _atomic_write_files(contents: dict, out_dir: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     for name, data in contents.items():
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=name + ".", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes private files; reports are not
-            os.replace(tmp, out_dir / name)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        # reports are readable as any new file is (mkstemp makes private files)
+        with atomic_path(out_dir / name, mode=0o666 & ~umask) as tmp, open(tmp, "wb") as handle:
+            handle.write(data)
 
 
 def _figure_bytes(fig) -> bytes:

@@ -44,6 +44,8 @@ for its own parameters in ``_validate_params``.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -59,32 +61,11 @@ from .memory import inference_batch_size
 from .seeding import seed_from, torch_seed
 from .surfaces import Surface
 from .tags import DefenseTags
-from .training import OPTIMIZERS, DefenseNet, FittedNetMixin, build_net
-from .validation import (
-    check_choice,
-    check_device,
-    check_float,
-    check_images,
-    check_int,
-    check_random_state,
-)
+from .training import DefenseNet, FittedNetMixin, build_net, check_training_params
+from .validation import check_float, check_images
 
 #: Prefixes of parameters routed to the skorch training engine, as skorch routes them.
 ROUTED_PREFIXES = ("optimizer__", "callbacks__", "iterator_train__", "iterator_valid__")
-
-#: Parameters every defense takes, with their defaults (documented in :class:`BaseDefense`).
-COMMON_PARAMS = dict(
-    max_epochs=20,
-    batch_size=64,
-    lr=1e-3,
-    optimizer="adam",
-    calibration_fraction=0.1,
-    detect_tpr=0.95,
-    device="auto",
-    random_state=None,
-    verbose=0,
-    callbacks=None,
-)
 
 
 def _check_routed(cls, key):
@@ -188,8 +169,6 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         """Parameters of this class's ``__init__`` and of every ``__init__`` its ``**kwargs``
         reach up to :class:`BaseDefense` (a subclass that lists every parameter itself, with
         no ``**kwargs``, has exactly its own signature, as in plain scikit-learn)."""
-        import inspect
-
         names = set()
         for klass in cls.__mro__:
             if "__init__" not in vars(klass) or not issubclass(klass, BaseDefense):
@@ -232,19 +211,9 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
         """Check the shared parameters; subclasses extend this for their own."""
         for key in self._extra_params():
             _check_routed(type(self), key)
-        check_int(self.max_epochs, "max_epochs", low=1)
-        check_int(self.batch_size, "batch_size", low=1)
-        check_float(self.lr, "lr", low=0, low_open=True)
-        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
+        check_training_params(self)
         check_float(self.calibration_fraction, "calibration_fraction", low=0, high=0.5)
         check_float(self.detect_tpr, "detect_tpr", low=0, high=1, low_open=True)
-        check_device(self.device)
-        check_random_state(self.random_state)
-        check_int(self.verbose, "verbose", low=0)
-        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
-            raise TypeError(
-                f"callbacks must be a list of skorch callbacks, got {type(self.callbacks).__name__}"
-            )
 
     def _training_loss(self, module, X, y):
         """Training objective on one batch: ``(loss, logits)``; default cross-entropy."""
@@ -551,3 +520,11 @@ class BaseDefense(ClassifierMixin, FittedNetMixin, BaseEstimator):
     def detect(self, X):
         """Boolean per sample: True where the detector flags the input."""
         return self.detect_score(X) > self.detect_threshold_
+
+
+#: Parameters every defense takes, with their defaults (documented in :class:`BaseDefense`),
+#: read from its signature, where they are written.
+COMMON_PARAMS = {
+    p.name: p.default for p in inspect.signature(BaseDefense.__init__).parameters.values()
+    if p.kind == p.KEYWORD_ONLY
+}

@@ -16,6 +16,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from .attacks.base import BaseAttack, check_epsilons
+from .validation import check_bool
 
 
 def _attack_for(attack, estimator, epsilon, params):
@@ -150,8 +151,7 @@ def detection_auroc_scorer(attack, epsilon, successful_only=False, **params):
     callable
         ``scorer(estimator, X, y) -> float`` in [0, 1].
     """
-    if not isinstance(successful_only, bool):
-        raise TypeError(f"successful_only must be a bool, got {successful_only!r}")
+    check_bool(successful_only, "successful_only")
     return DetectionAurocScorer(attack, epsilon, params, successful_only=successful_only)
 
 

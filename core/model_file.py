@@ -56,15 +56,14 @@ instead of loading half a model; every other file stays version 1.
 from __future__ import annotations
 
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import registry
+from .atomic_file import atomic_path
 
 #: Newest layout :func:`save` writes and :func:`load` reads. Version 2 adds the ``"state"``
 #: section written by a defense's ``_export_fitted_state``; a file without one is version 1.
@@ -295,16 +294,8 @@ def save(estimator, path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata={"robustlearn": json.dumps(header)})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return path
 
 

@@ -22,6 +22,8 @@ from skorch.callbacks import Callback, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.utils import to_device
 
+from .validation import check_choice, check_device, check_float, check_int, check_random_state
+
 log = logging.getLogger(__name__)
 
 #: Optimizers a defense's or purifier's ``optimizer`` parameter names.
@@ -155,6 +157,33 @@ class PurifierNet(_ObjectiveStep, NeuralNet):
     """
 
     _labelled = False
+
+
+def check_training_params(estimator) -> None:
+    """Validate the shared training parameters of a defense or purifier.
+
+    ``max_epochs``, ``batch_size``, ``lr``, ``optimizer``, ``device``,
+    ``random_state``, ``verbose`` and ``callbacks``: what :func:`build_net`
+    and the seeding of ``fit`` read. Raises ``ValueError`` or ``TypeError``
+    naming the parameter; ``fit`` calls it before any work.
+
+    Parameters
+    ----------
+    estimator : estimator
+        Holds the parameters above.
+    """
+    check_int(estimator.max_epochs, "max_epochs", low=1)
+    check_int(estimator.batch_size, "batch_size", low=1)
+    check_float(estimator.lr, "lr", low=0, low_open=True)
+    check_choice(estimator.optimizer, "optimizer", OPTIMIZERS)
+    check_device(estimator.device)
+    check_random_state(estimator.random_state)
+    check_int(estimator.verbose, "verbose", low=0)
+    callbacks = estimator.callbacks
+    if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+        raise TypeError(
+            f"callbacks must be a list of skorch callbacks, got {type(callbacks).__name__}"
+        )
 
 
 def build_net(estimator, net_class, module, *, objective, criterion, device=None,

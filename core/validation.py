@@ -144,6 +144,13 @@ def check_int(value, name: str, *, low=None, high=None):
     return int(value)
 
 
+def check_bool(value, name: str):
+    """Check that ``value`` is a bool (not merely truthy: ``1`` or ``"yes"`` are rejected)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
 def check_float(value, name: str, *, low=None, high=None, low_open=False, high_open=False):
     """Check that ``value`` is a finite real number within the given bounds; return ``float``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -32,7 +32,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..validation import check_choice, check_float, check_int
+from ..validation import check_bool, check_choice, check_float, check_int
 from .base import NORMS, FixedEpsilonAttack
 from .gradient import single_step
 
@@ -326,8 +326,7 @@ class APGD(FixedEpsilonAttack):
         check_int(self.restarts, "restarts", low=1)
         check_int(self.n_target_classes, "n_target_classes", low=1)
         check_float(self.rho, "rho", low=0, high=1)
-        if not isinstance(self.random_start, bool):
-            raise TypeError(f"random_start must be a bool, got {self.random_start!r}")
+        check_bool(self.random_start, "random_start")
 
     def _run(self, victim, x, labels, epsilons):
         check_loss_classes(self.loss, len(victim.classes))  # before any work

@@ -40,7 +40,7 @@ import math
 
 import torch
 
-from ..validation import check_choice, check_float, check_int
+from ..validation import check_bool, check_choice, check_float, check_int
 from .apgd import top_targets
 from .base import NORMS, MinimizationAttack
 
@@ -350,8 +350,7 @@ class FAB(MinimizationAttack):
     def _validate_params(self):
         super()._validate_params()
         check_choice(self.norm, "norm", NORMS)
-        if not isinstance(self.targeted, bool):
-            raise TypeError(f"targeted must be a bool, got {self.targeted!r}")
+        check_bool(self.targeted, "targeted")
         check_int(self.n_target_classes, "n_target_classes", low=1)
         check_int(self.steps, "steps", low=1)
         check_int(self.restarts, "restarts", low=1)

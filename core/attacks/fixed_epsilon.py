@@ -17,17 +17,12 @@ measures the difference.
 
 from __future__ import annotations
 
-from ..validation import check_choice, check_float, check_int
+from ..validation import check_bool, check_choice, check_float, check_int
 from .base import FixedEpsilonAttack
 from .foolbox_adapter import FoolboxAttack, run_foolbox
 from .gradient import LOSSES, best_of_pgd
 
 BACKENDS = ("torch", "foolbox")
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
 class _GradientDescentAttack(FoolboxAttack, FixedEpsilonAttack):
@@ -42,7 +37,7 @@ class _GradientDescentAttack(FoolboxAttack, FixedEpsilonAttack):
         check_choice(self.loss, "loss", LOSSES)
         if self.abs_stepsize is not None:
             check_float(self.abs_stepsize, "abs_stepsize", low=0, low_open=True)
-        _check_bool(self.random_start, "random_start")
+        check_bool(self.random_start, "random_start")
         check_choice(self.backend, "backend", BACKENDS)
 
     @property
@@ -74,7 +69,41 @@ class _GradientDescentAttack(FoolboxAttack, FixedEpsilonAttack):
         return best
 
 
-class LinfPGD(_GradientDescentAttack):
+class _ProjectedGradientDescent(_GradientDescentAttack):
+    """The constructor and Foolbox attack that LinfPGD and L2PGD share.
+
+    They differ only in ``norm`` and in the Foolbox class ``_foolbox_name``.
+    """
+
+    #: Foolbox attack class (in ``foolbox.attacks``) run with ``backend="foolbox"``
+    _foolbox_name = None
+
+    def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
+                 random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
+                 estimator=None, surrogate=None, surface="default", batch_size=256,
+                 memory_budget=None, random_state=None):
+        self.steps = steps
+        self.restarts = restarts
+        self.loss = loss
+        self.rel_stepsize = rel_stepsize
+        self.abs_stepsize = abs_stepsize
+        self.random_start = random_start
+        self.backend = backend
+        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
+                         batch_size=batch_size,
+                         memory_budget=memory_budget, random_state=random_state,
+                         eot_samples=eot_samples)
+
+    def _foolbox_attack(self):
+        import foolbox
+
+        return getattr(foolbox.attacks, self._foolbox_name)(
+            rel_stepsize=self.relative_step, abs_stepsize=self.abs_stepsize, steps=self.steps,
+            random_start=self.random_start,
+        )
+
+
+class LinfPGD(_ProjectedGradientDescent):
     """Projected gradient descent in the linf ball (Madry et al. 2018).
 
     ``x <- clip_[0,1](x0 + clip_[-eps,eps](x + step * sign(grad CE) - x0))`` for
@@ -110,32 +139,10 @@ class LinfPGD(_GradientDescentAttack):
     """
 
     norm = "linf"
-
-    def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
-                 random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
-                 estimator=None, surrogate=None, surface="default", batch_size=256,
-                 memory_budget=None, random_state=None):
-        self.steps = steps
-        self.restarts = restarts
-        self.loss = loss
-        self.rel_stepsize = rel_stepsize
-        self.abs_stepsize = abs_stepsize
-        self.random_start = random_start
-        self.backend = backend
-        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size,
-                         memory_budget=memory_budget, random_state=random_state,
-                         eot_samples=eot_samples)
-
-    def _foolbox_attack(self):
-        import foolbox
-
-        return foolbox.attacks.LinfPGD(rel_stepsize=self.relative_step,
-                                       abs_stepsize=self.abs_stepsize, steps=self.steps,
-                                       random_start=self.random_start)
+    _foolbox_name = "LinfPGD"
 
 
-class L2PGD(_GradientDescentAttack):
+class L2PGD(_ProjectedGradientDescent):
     """Projected gradient descent in the l2 ball with l2-normalised gradient steps.
 
     Madry et al., ICLR 2018; Foolbox ``L2PGD``.
@@ -159,29 +166,7 @@ class L2PGD(_GradientDescentAttack):
     """
 
     norm = "l2"
-
-    def __init__(self, epsilon=None, *, steps=100, rel_stepsize=None, abs_stepsize=None,
-                 random_start=True, restarts=1, loss="ce", backend="torch", eot_samples=1,
-                 estimator=None, surrogate=None, surface="default", batch_size=256,
-                 memory_budget=None, random_state=None):
-        self.steps = steps
-        self.restarts = restarts
-        self.loss = loss
-        self.rel_stepsize = rel_stepsize
-        self.abs_stepsize = abs_stepsize
-        self.random_start = random_start
-        self.backend = backend
-        super().__init__(epsilon, estimator=estimator, surrogate=surrogate, surface=surface,
-                         batch_size=batch_size,
-                         memory_budget=memory_budget, random_state=random_state,
-                         eot_samples=eot_samples)
-
-    def _foolbox_attack(self):
-        import foolbox
-
-        return foolbox.attacks.L2PGD(rel_stepsize=self.relative_step,
-                                     abs_stepsize=self.abs_stepsize, steps=self.steps,
-                                     random_start=self.random_start)
+    _foolbox_name = "L2PGD"
 
 
 class FGSM(_GradientDescentAttack):

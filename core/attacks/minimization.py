@@ -9,14 +9,9 @@ such an unbounded attack as a sanity check: it must reach 100 % success).
 
 from __future__ import annotations
 
-from ..validation import check_choice, check_float, check_int
+from ..validation import check_bool, check_choice, check_float, check_int
 from .base import MinimizationAttack
 from .foolbox_adapter import FoolboxAttack, foolbox_model, minimize_with_foolbox
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
 class L2CarliniWagner(FoolboxAttack, MinimizationAttack):
@@ -72,7 +67,7 @@ class L2CarliniWagner(FoolboxAttack, MinimizationAttack):
         check_float(self.stepsize, "stepsize", low=0, low_open=True)
         check_float(self.confidence, "confidence", low=0)
         check_float(self.initial_const, "initial_const", low=0, low_open=True)
-        _check_bool(self.abort_early, "abort_early")
+        check_bool(self.abort_early, "abort_early")
 
     def _foolbox_attack(self):
         import foolbox
@@ -252,7 +247,7 @@ class SaltAndPepper(FoolboxAttack, MinimizationAttack):
     def _validate_params(self):
         super()._validate_params()
         check_int(self.steps, "steps", low=1)
-        _check_bool(self.across_channels, "across_channels")
+        check_bool(self.across_channels, "across_channels")
 
     def _foolbox_attack(self):
         import foolbox

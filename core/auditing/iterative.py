@@ -66,6 +66,18 @@ def _depth_param(ctx):
     return None, None
 
 
+def _skip_unless_depth(ctx, check_id, title):
+    """The SKIP result of a depth check (E4, E5) that cannot apply, else None.
+
+    They need an iterative defense with a depth parameter (:func:`_depth_param`).
+    """
+    if not _applies(ctx):
+        return CheckResult(check_id, title, SKIP, "not iterative")
+    if _depth_param(ctx)[0] is None:
+        return CheckResult(check_id, title, SKIP, f"no depth parameter among {DEPTH_PARAMS}")
+    return None
+
+
 def check_e2(ctx):
     if not _applies(ctx):
         return CheckResult("E2", "Forward convergence", SKIP, "not iterative")
@@ -137,12 +149,10 @@ def _at_depth(ctx, name, value):
 
 
 def check_e4(ctx):
-    if not _applies(ctx):
-        return CheckResult("E4", "Depth sensitivity", SKIP, "not iterative")
+    skipped = _skip_unless_depth(ctx, "E4", "Depth sensitivity")
+    if skipped is not None:
+        return skipped
     name, T = _depth_param(ctx)
-    if name is None:
-        return CheckResult("E4", "Depth sensitivity", SKIP,
-                           f"no depth parameter among {DEPTH_PARAMS}")
     depths = sorted({max(1, T // 4), max(1, T // 2), T, 2 * T})
     accs = {}
     for t in depths:
@@ -162,12 +172,10 @@ def check_e4(ctx):
 
 
 def check_e5(ctx):
-    if not _applies(ctx):
-        return CheckResult("E5", "Gradient-norm profile", SKIP, "not iterative")
+    skipped = _skip_unless_depth(ctx, "E5", "Gradient-norm profile")
+    if skipped is not None:
+        return skipped
     name, T = _depth_param(ctx)
-    if name is None:
-        return CheckResult("E5", "Gradient-norm profile", SKIP,
-                           f"no depth parameter among {DEPTH_PARAMS}")
     idx = np.arange(min(ctx.n, ctx.budget["grad_points"]))
     norms = {}
     for t in (1, T):

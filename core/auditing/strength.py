@@ -85,24 +85,42 @@ def check_b1(ctx):
                        ", ".join(f"{k} {v:.1%}" for k, v in accs.items()), ev, reduced)
 
 
-def check_b2(ctx):
+def _convergence_sweep(ctx, code, title, budget_key, attack_for, *, attack_label, unit,
+                       quick, gain_name, costliest):
+    """Run one attack at each setting of ``ctx.budget[budget_key]``, cheapest first.
+
+    PASS when the costliest run (the last) lowers the worst case of every
+    white-box run before it by no more than the tolerance
+    (:func:`_ensemble_gain`): the evaluation has converged in that setting.
+
+    Parameters
+    ----------
+    attack_for : callable
+        ``attack_for(setting) -> (key, attack)``.
+    attack_label, unit : str
+        Name of the attack and of the setting in the message.
+    quick : str
+        Note for a reduced budget (two settings or fewer), with ``{}`` for the settings.
+    gain_name : str
+        Evidence key of the last run's ensemble gain.
+    costliest : str
+        Subject of the message's last clause ("the longest run lowers").
+    """
     if not ctx.differentiable:
-        return CheckResult("B2", "Iteration doubling", SKIP, "no gradient attacks apply")
+        return CheckResult(code, title, SKIP, "no gradient attacks apply")
     accs = {}
-    for steps in ctx.budget["doubling"]:
-        key = f"apgd-ce-{steps}-steps"
-        # one seed for every setting: the runs differ only in their number of steps
-        ctx.run_attack(key, _apgd(ctx, "ce", "doubling", steps=steps), [ctx.epsilon])
-        accs[steps] = run_accuracy(ctx, key)
+    for setting in ctx.budget[budget_key]:
+        key, attack = attack_for(setting)
+        ctx.run_attack(key, attack, [ctx.epsilon])
+        accs[setting] = run_accuracy(ctx, key)
     values = list(accs.values())
     change, tol = _ensemble_gain(ctx, key)
-    ev = {"accuracy_by_steps": {str(k): v for k, v in accs.items()},
-          "ensemble_gain_of_longest": change, "tolerance": tol}
-    reduced = "" if len(values) > 2 else f"budget quick: {list(accs)} steps"
-    status = PASS if change <= tol else FAIL
-    return CheckResult("B2", "Iteration doubling", status,
-                       f"APGD-CE {' -> '.join(f'{v:.1%}' for v in values)} "
-                       f"({' -> '.join(map(str, accs))} steps); the longest run lowers the "
+    ev = {f"accuracy_by_{unit}": {str(k): v for k, v in accs.items()},
+          gain_name: change, "tolerance": tol}
+    reduced = "" if len(values) > 2 else quick.format(list(accs))
+    return CheckResult(code, title, PASS if change <= tol else FAIL,
+                       f"{attack_label} {' -> '.join(f'{v:.1%}' for v in values)} "
+                       f"({' -> '.join(map(str, accs))} {unit}); {costliest} the "
                        f"worst case of the attacks so far by {change:.1%}", ev, reduced)
 
 
@@ -118,25 +136,29 @@ def _ensemble_gain(ctx, key):
     return gain, tolerance(ctx.n)
 
 
+def check_b2(ctx):
+    def apgd_ce(steps):
+        # one seed for every setting: the runs differ only in their number of steps
+        return f"apgd-ce-{steps}-steps", _apgd(ctx, "ce", "doubling", steps=steps)
+
+    return _convergence_sweep(ctx, "B2", "Iteration doubling", "doubling", apgd_ce,
+                              attack_label="APGD-CE", unit="steps",
+                              quick="budget quick: {} steps",
+                              gain_name="ensemble_gain_of_longest",
+                              costliest="the longest run lowers")
+
+
 def check_b3(ctx):
-    if not ctx.differentiable:
-        return CheckResult("B3", "Restarts", SKIP, "no gradient attacks apply")
-    accs = {}
-    for r in ctx.budget["restarts"]:
-        key = f"pgd-{ctx.budget['steps']}-restarts-{r}"
+    def pgd(restarts):
         # one seed for every setting: the first start is shared, later ones are added
-        ctx.run_attack(key, _pgd(ctx, "restarts", ctx.budget["steps"], restarts=r),
-                       [ctx.epsilon])
-        accs[r] = run_accuracy(ctx, key)
-    values = list(accs.values())
-    change, tol = _ensemble_gain(ctx, key)
-    ev = {"accuracy_by_restarts": {str(k): v for k, v in accs.items()},
-          "ensemble_gain_of_most_restarts": change, "tolerance": tol}
-    reduced = "" if len(values) > 2 else f"budget quick: restarts {list(accs)}"
-    return CheckResult("B3", "Restarts", PASS if change <= tol else FAIL,
-                       f"PGD {' -> '.join(f'{v:.1%}' for v in values)} "
-                       f"({' -> '.join(map(str, accs))} restarts); the most restarts lower the "
-                       f"worst case of the attacks so far by {change:.1%}", ev, reduced)
+        return (f"pgd-{ctx.budget['steps']}-restarts-{restarts}",
+                _pgd(ctx, "restarts", ctx.budget["steps"], restarts=restarts))
+
+    return _convergence_sweep(ctx, "B3", "Restarts", "restarts", pgd,
+                              attack_label="PGD", unit="restarts",
+                              quick="budget quick: restarts {}",
+                              gain_name="ensemble_gain_of_most_restarts",
+                              costliest="the most restarts lower")
 
 
 def check_b4(ctx):

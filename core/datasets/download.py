@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import urllib.request
 from pathlib import Path
+
+from ..atomic_file import atomic_path
 
 
 def file_md5(path) -> str:
@@ -31,20 +31,11 @@ def download(url: str, destination, md5: str, timeout: float = 60.0) -> Path:
         When the download fails or the checksum does not match.
     """
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=destination.parent, prefix=destination.name + ".", suffix=".part"
-    )
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+    with atomic_path(destination) as tmp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             for chunk in iter(lambda: resp.read(1 << 20), b""):
                 out.write(chunk)
         got = file_md5(tmp)
         if got != md5:
             raise OSError(f"checksum mismatch for {url}: md5 {got}, expected {md5}")
-        os.replace(tmp, destination)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     return destination

@@ -176,12 +176,7 @@ class AttractorClassifier(BaseDefense):
 
     def _build_module(self, input_shape, n_classes):
         n_inputs = int(np.prod(input_shape))
-        self._objective = AttractorObjective(
-            lambda_cls=float(self.lambda_cls), lambda_eig=float(self.lambda_eig),
-            eigen_method=self.eigen_method, eigen_margin=float(self.eigen_margin),
-            eigen_batch_size=int(self.eigen_batch_size),
-            power_iterations=int(self.power_iterations), n_probes=int(self.n_probes),
-        )
+        self._objective = AttractorObjective.from_estimator(self, lambda_cls=self.lambda_cls)
         return AttractorNetwork(
             n_inputs, tuple(self.encoder_layers), tuple(self.decoder_layers), n_classes,
             activation=self.activation, output_activation=self.output_activation,

@@ -52,6 +52,21 @@ class AttractorObjective:
     n_probes: int = 4
     eigen_active: bool = False
 
+    @classmethod
+    def from_estimator(cls, estimator, *, lambda_cls):
+        """The objective configured by an attractor classifier's or purifier's parameters.
+
+        Reads the L_eigen parameters of ``estimator`` (``lambda_eig``, ``eigen_method``,
+        ``eigen_margin``, ``eigen_batch_size``, ``power_iterations``, ``n_probes``);
+        ``lambda_cls`` weighs the classification term (0 for a purifier, which has no head).
+        """
+        return cls(
+            lambda_cls=float(lambda_cls), lambda_eig=float(estimator.lambda_eig),
+            eigen_method=estimator.eigen_method, eigen_margin=float(estimator.eigen_margin),
+            eigen_batch_size=int(estimator.eigen_batch_size),
+            power_iterations=int(estimator.power_iterations), n_probes=int(estimator.n_probes),
+        )
+
     def __call__(self, network, X, y=None):
         """``(loss, logits)`` on one mini-batch of images; ``y=None`` drops the classifier term."""
         flat = X.flatten(1)

@@ -11,15 +11,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from robustlearn.seeding import seed_from, torch_seed
 from robustlearn.surfaces import Surface
-from robustlearn.training import OPTIMIZERS, FittedNetMixin, PurifierNet, build_net
-from robustlearn.validation import (
-    check_choice,
-    check_device,
-    check_float,
-    check_images,
-    check_int,
-    check_random_state,
-)
+from robustlearn.training import FittedNetMixin, PurifierNet, build_net, check_training_params
+from robustlearn.validation import check_images
 
 from .dynamics import iterate_to_fixed_point, straight_through
 from .network import AttractorNetwork
@@ -132,17 +125,7 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
 
     def _validate_params(self):
         check_attractor_params(self)
-        check_int(self.max_epochs, "max_epochs", low=1)
-        check_int(self.batch_size, "batch_size", low=1)
-        check_float(self.lr, "lr", low=0, low_open=True)
-        check_choice(self.optimizer, "optimizer", OPTIMIZERS)
-        check_device(self.device)
-        check_random_state(self.random_state)
-        check_int(self.verbose, "verbose", low=0)
-        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
-            raise TypeError(
-                f"callbacks must be a list of skorch callbacks, got {type(self.callbacks).__name__}"
-            )
+        check_training_params(self)
 
     def _build_module(self, input_shape, n_classes=None):
         """The autoencoder for images of ``input_shape`` (no classification head is used)."""
@@ -160,11 +143,7 @@ class AttractorPurifier(TransformerMixin, FittedNetMixin, BaseEstimator):
         """
         self._validate_params()
         X = check_images(X, self, reset=True)
-        objective = AttractorObjective(
-            lambda_cls=0.0, lambda_eig=float(self.lambda_eig), eigen_method=self.eigen_method,
-            eigen_margin=float(self.eigen_margin), eigen_batch_size=int(self.eigen_batch_size),
-            power_iterations=int(self.power_iterations), n_probes=int(self.n_probes),
-        )
+        objective = AttractorObjective.from_estimator(self, lambda_cls=0.0)
         seed = seed_from(self.random_state)
         with torch_seed(seed):
             module = self._build_module(self.input_shape_)

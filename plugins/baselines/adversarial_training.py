@@ -11,7 +11,7 @@ from robustlearn.defense import BaseDefense
 from robustlearn.networks import MLP, SmallCNN
 from robustlearn.surfaces import Surface
 from robustlearn.tags import DefenseTags
-from robustlearn.validation import check_choice, check_float, check_int, check_int_tuple
+from robustlearn.validation import check_bool, check_choice, check_float, check_int, check_int_tuple
 
 #: Attacks run by the torch loop of ``projected_gradient_descent`` every batch.
 FAST_ATTACKS = ("pgd", "linf-pgd", "l2-pgd", "fgsm")
@@ -128,8 +128,7 @@ class AdversarialTraining(BaseDefense):
         if self.step_size is not None:
             check_float(self.step_size, "step_size", low=0, low_open=True)
         check_choice(self.norm, "norm", NORMS)
-        if not isinstance(self.random_init, bool):
-            raise TypeError(f"random_init must be a bool, got {self.random_init!r}")
+        check_bool(self.random_init, "random_init")
         check_int_tuple(self.hidden_layer_sizes, "hidden_layer_sizes", allow_empty=True)
         check_int_tuple(self.channels, "channels")
         check_int(self.hidden, "hidden", low=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import types
 from importlib import metadata
 
+import pytest
+
 import robustlearn
 from robustlearn import registry
 from robustlearn.plugins.baselines import MLPClassifier
@@ -46,6 +48,18 @@ def add_entry_points(monkeypatch, *fakes):
         return found
 
     monkeypatch.setattr(registry, "metadata", types.SimpleNamespace(entry_points=entry_points))
+
+
+def reload_with_broken_plugin(monkeypatch):
+    """Reload the registry with a plugin that fails to import, expecting its warning.
+
+    The plugin is ``exploding`` (distribution ``exploding-dist`` 0.0.1); its
+    error is "no module named zz".
+    """
+    add_entry_points(monkeypatch, FakeEntryPoint("exploding", ImportError("no module named zz"),
+                                                 dist="exploding-dist", version="0.0.1"))
+    with pytest.warns(registry.PluginWarning):
+        registry.reload()
 
 
 def plugin_module(name, **hooks):

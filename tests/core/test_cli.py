@@ -12,7 +12,7 @@ from robustlearn import cli
 from robustlearn.datasets import load
 from robustlearn.plugins.baselines import MLPClassifier
 
-from .fake_plugins import FakeEntryPoint, add_entry_points
+from .fake_plugins import reload_with_broken_plugin
 
 
 def _console_script():
@@ -55,10 +55,7 @@ def test_plugins_command_lists_every_registration(capsys):
 
 
 def test_plugins_command_shows_broken_plugins(plugin_env, capsys):
-    add_entry_points(plugin_env, FakeEntryPoint("exploding", ImportError("no module named zz"),
-                                                dist="exploding-dist", version="0.0.1"))
-    with pytest.warns(robustlearn.registry.PluginWarning):
-        robustlearn.registry.reload()
+    reload_with_broken_plugin(plugin_env)
     assert cli.main(["plugins"]) == 0
     out = capsys.readouterr().out
     broken = [line for line in out.splitlines() if line.startswith("exploding")]

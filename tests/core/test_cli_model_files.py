@@ -4,13 +4,12 @@ import json
 
 import joblib
 import numpy as np
-import pytest
 
 import robustlearn
 from robustlearn import cli
 from robustlearn.datasets import load
 
-from .fake_plugins import FakeEntryPoint, add_entry_points
+from .fake_plugins import reload_with_broken_plugin
 
 
 def test_fit_writes_a_safe_model_file_that_evaluate_reads(tmp_path, capsys):
@@ -45,10 +44,7 @@ def test_evaluate_refuses_a_pickle_under_a_safe_name(tmp_path, capsys):
 
 
 def test_doctor_prints_versions_devices_threads_and_broken_plugins(plugin_env, capsys):
-    add_entry_points(plugin_env, FakeEntryPoint("exploding", ImportError("no module named zz"),
-                                                dist="exploding-dist", version="0.0.1"))
-    with pytest.warns(robustlearn.registry.PluginWarning):
-        robustlearn.registry.reload()
+    reload_with_broken_plugin(plugin_env)
     assert cli.main(["doctor"]) == 0
     out = capsys.readouterr().out
     for section in ("versions", "devices", "threads", "plugins"):

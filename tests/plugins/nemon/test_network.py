@@ -74,20 +74,35 @@ def test_forward_converges_to_the_fixed_point(make, method):
         assert info["alpha"] == 1.0
 
 
-@pytest.mark.parametrize("make", [_dense, _conv])
-def test_jacobi_and_averaged_reach_the_same_equilibrium_and_gradient(make):
+def _double_and_batch(make):
+    """A float64 network, a batch of inputs and the readout weights of a scalar loss."""
     net = make().double()
     shape = (1, 4, 4) if isinstance(net, DenseNEMON) else (2, 6, 6)
     x = torch.rand(5, *shape, dtype=torch.float64)
     w = torch.randn(5, 3, dtype=torch.float64)
+    return net, x, w
+
+
+def _solve_and_backward(net, x, w, **solve):
+    """Solve from a copy of ``x`` and backpropagate ``sum(readout(z) * w)``.
+
+    Returns ``(z, info, gradient of x)``; the parameters' gradients are left in ``.grad``.
+    """
+    xi = x.clone().requires_grad_(True)
+    net.zero_grad()
+    z, info = net.solve(xi, tol=1e-10, backward_tol=1e-10, **solve)
+    (net.readout(z) * w).sum().backward()
+    return z.detach(), info, xi.grad.clone()
+
+
+@pytest.mark.parametrize("make", [_dense, _conv])
+def test_jacobi_and_averaged_reach_the_same_equilibrium_and_gradient(make):
+    net, x, w = _double_and_batch(make)
     out = {}
     for method in ("jacobi", "averaged"):
-        xi = x.clone().requires_grad_(True)
-        net.zero_grad()
-        z, info = net.solve(xi, method=method, tol=1e-10, backward_tol=1e-10, max_iter=5000,
-                            backward_max_iter=5000)
-        (net.readout(z) * w).sum().backward()
-        out[method] = (z.detach(), xi.grad.clone(), net.A.grad.clone(), net.d.grad.clone(),
+        z, info, x_grad = _solve_and_backward(net, x, w, method=method, max_iter=5000,
+                                              backward_max_iter=5000)
+        out[method] = (z, x_grad, net.A.grad.clone(), net.d.grad.clone(),
                        info["iterations"].float().mean())
     for a, b in zip(out["jacobi"][:4], out["averaged"][:4]):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-8)
@@ -128,19 +143,13 @@ def test_warns_when_a_solve_hits_max_iter():
 @pytest.mark.parametrize("method", ["jacobi", "averaged"])
 @pytest.mark.parametrize("make", [_dense, _conv])
 def test_implicit_gradient_matches_unrolled_at_convergence(make, method):
-    net = make().double()
+    net, x, w = _double_and_batch(make)
     net.solver.update(method=method)
-    shape = (1, 4, 4) if isinstance(net, DenseNEMON) else (2, 6, 6)
-    x = torch.rand(5, *shape, dtype=torch.float64)
-    w = torch.randn(5, 3, dtype=torch.float64)
     grads = {}
     for backward in ("implicit", "unrolled"):
-        xi = x.clone().requires_grad_(True)
-        net.zero_grad()
-        z, _ = net.solve(xi, backward=backward, tol=1e-10, backward_tol=1e-10, max_iter=3000,
-                         backward_max_iter=3000)
-        (net.readout(z) * w).sum().backward()
-        grads[backward] = (xi.grad.clone(), net.A.grad.clone(), net.U.weight.grad.clone())
+        _, _, x_grad = _solve_and_backward(net, x, w, backward=backward, max_iter=3000,
+                                           backward_max_iter=3000)
+        grads[backward] = (x_grad, net.A.grad.clone(), net.U.weight.grad.clone())
     for a, b in zip(grads["implicit"], grads["unrolled"]):
         assert torch.allclose(a, b, rtol=1e-6, atol=1e-9)
 

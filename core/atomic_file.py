@@ -1,0 +1,46 @@
+"""Writing a file atomically: through a temporary file beside it, renamed into place.
+
+A reader of the final name sees the previous file or the complete new one, never a
+half-written one, whatever interrupts the writer (``os.replace`` is atomic within a
+file system, hence the temporary file in the same folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, mode=None):
+    """A temporary path to write ``path`` through; it replaces ``path`` when the block succeeds.
+
+    Parameters
+    ----------
+    path : str or Path
+        The final name; its folder is created when missing.
+    mode : int, optional
+        Permission bits given to the file before the rename. By default it keeps
+        those of ``tempfile.mkstemp`` (readable by its owner only).
+
+    Yields
+    ------
+    str
+        An empty file ``<name>.<random>.part`` beside ``path``, removed when the
+        block raises.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
+    os.close(fd)
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

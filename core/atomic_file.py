@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -22,8 +22,8 @@ def atomic_path(path, *, mode=None):
     path : str or Path
         The final name; its folder is created when missing.
     mode : int, optional
-        Permission bits given to the file before the rename. By default it keeps
-        those of ``tempfile.mkstemp`` (readable by its owner only).
+        Permission bits given to the file before the rename. By default the file
+        gets those of any new file (``0o666`` less the process's umask).
 
     Yields
     ------
@@ -33,8 +33,14 @@ def atomic_path(path, *, mode=None):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
+    while True:
+        tmp = str(path.parent / f"{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            # not tempfile.mkstemp: its files are private (0o600) whatever the umask
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
         if mode is not None:

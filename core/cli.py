@@ -232,11 +232,8 @@ def _atomic_write_files(contents: dict, out_dir: Path) -> None:
     the previous files or none, never a half-written one.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    umask = os.umask(0)
-    os.umask(umask)
     for name, data in contents.items():
-        # reports are readable as any new file is (mkstemp makes private files)
-        with atomic_path(out_dir / name, mode=0o666 & ~umask) as tmp, open(tmp, "wb") as handle:
+        with atomic_path(out_dir / name) as tmp, open(tmp, "wb") as handle:
             handle.write(data)
 
 

@@ -433,22 +433,22 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default="../shared/data")
     p.add_argument("--datasets", nargs="+", default=["mnist", "fashion-mnist"])
-    p.add_argument("--n-train", type=int, default=10000)
+    p.add_argument("--n-train", type=int, default=50000)
     p.add_argument("--n-test", type=int, default=10000)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--Ts", type=int, nargs="+", default=[1, 4, 8, 16])
     p.add_argument("--epsilons", type=float, nargs="+", default=[0.025, 0.05, 0.1])
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--n-attack", type=int, default=1000)
-    p.add_argument("--n-sweep", type=int, default=300)
-    p.add_argument("--n-strong", type=int, default=100)
-    p.add_argument("--T-att", type=int, nargs="+", default=[0, 1, 4, 8])
+    p.add_argument("--n-sweep", type=int, default=1000)
+    p.add_argument("--n-strong", type=int, default=1000)
+    p.add_argument("--T-att", type=int, nargs="+", default=[0, 4])
     p.add_argument("--aa-epsilons", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--aa-steps", type=int, default=50)
     p.add_argument("--aa-targets", type=int, default=3)
     p.add_argument("--aa-queries", type=int, default=500)
-    p.add_argument("--time-budget", type=float, default=2700,
+    p.add_argument("--time-budget", type=float, default=7200,
                    help="seconds after which the remaining strong-evaluation stages are skipped")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--models-dir", default="benchmarks/results/models")
@@ -465,7 +465,7 @@ def main(argv=None):
         return
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
-    macs = {str(T): sca_macs(784, args.width, T) for T in [0] + args.Ts}
+    macs = {str(T): sca_macs(784, args.width, T, "auto", batch=256) for T in [0] + args.Ts}
     for dataset in args.datasets:
         r = {}
 

@@ -1,27 +1,41 @@
 """Reproduce the pixel-similarity regulariser ST_h (arXiv 2410.03952) at CPU scale.
 
-For grayscale CIFAR-10 (4000 train / 1000 test), MNIST and Fashion-MNIST
-(2000 / 1000) it trains, with the same narrow ResNet-18 layout and recipe:
+For grayscale CIFAR-10 (the 4000 / 1000 subset: 3600 training images, 400 held
+out to choose alpha), MNIST and Fashion-MNIST (5000 training images, 500 held
+out, all 10000 test images) it trains, with the same narrow ResNet-18 layout and
+recipe (width 8, 10 epochs):
 
 * ``unregularised``   alpha = 0 (the paper's U model), seed 0
-* ``ST_h``            the paper's alpha and Th for the dataset, seed 0
+* ``ST_h``            the paper's Th and the alpha that the R0/U0 >= 0.9 rule picks on
+                      the held-out images among the paper's alpha and smaller ones
 * ``noise-aug``       alpha = 0, Gaussian-noise augmentation (baseline)
 * ``blur``            alpha = 0, a fixed Gaussian blur in front of the net (baseline)
 * ``surrogate-U``     alpha = 0, seed 1: source of the transferred FGSM (as the paper)
 * ``surrogate-ST_h``  ST_h, seed 1: transfer from an independently regularised model
 
-and evaluates them under the paper's black-box attacks (Gaussian noise,
-FGSM transferred from ``surrogate-U``, the Boundary attack with 50 steps and,
-on a small subset, 5000 steps), then white-box PGD-20 and AutoAttack at small
-epsilons, and the Fourier spectrum of the Boundary attack's minimal
-perturbations. Models are cached in ``benchmarks/results/models/``; results
-go to ``benchmarks/results/pixel_similarity/`` (JSON, markdown, PNG).
+and evaluates them under the paper's black-box attacks (Gaussian noise and
+FGSM transferred from ``surrogate-U``, 10 strengths on 1000 test images; the
+Boundary attack with 50 steps on 100 images and, in the ``long-boundary``
+stage, 5000 steps on 30), white-box PGD-20 on 100 images and, in the
+``autoattack`` stage, standard AutoAttack at its default budget on 100 images,
+and the Fourier spectrum of the Boundary attack's minimal perturbations. Models
+are cached in ``benchmarks/results/models/``; results go to
+``benchmarks/results/pixel_similarity/`` (JSON, markdown, PNG).
 
-Run (about 20 minutes on one thread)::
+Run as two single-thread processes side by side (about 65 minutes on the 2-core
+machine shared with two other jobs; see docs/defenses/pixel-similarity.md)::
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/reproduce_pixel_similarity.py
+    export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+    S=benchmarks/reproduce_pixel_similarity.py
+    (python $S --datasets cifar10-gray && python $S --datasets fashion-mnist &&
+     python $S --stage autoattack --datasets fashion-mnist) &
+    (python $S --datasets mnist &&
+     python $S --stage long-boundary --datasets cifar10-gray mnist &&
+     python $S --stage autoattack --datasets mnist cifar10-gray) &
+    wait
 
-``--quick`` runs a tiny version (seconds to a minute) to check the script.
+Without ``--datasets`` a stage runs every data set in turn. ``--quick`` runs a
+tiny version (about a minute) to check the script.
 """
 
 from __future__ import annotations
@@ -50,24 +64,28 @@ DATA = ROOT.parent.parent / "shared" / "data"
 #: Per dataset: sizes, the paper's alpha/Th (README table, task = reg data), attack ranges
 #: (the paper's, on [0, 1] pixels), white-box epsilons (the method card's), baselines, and
 #: the multiples of the paper's alpha the R0/U0 rule chooses from (alpha 0 always runs).
+#: ``n_val`` training images are held out for that choice; ``n_train + n_val`` = 4000 is the
+#: whole grayscale CIFAR-10 subset in ../shared/data. ``boundary_long``: images for the
+#: 5000-step Boundary attack (0 = not run).
 DATASETS = {
-    "cifar10-gray": dict(n_train=1000, n_test=1000, epochs=2, alpha=10.0, threshold=0.8,
-                         noise_max=0.1, fgsm_max=0.02, pgd_eps=(1 / 255, 2 / 255),
-                         noise_aug=0.1, blur=1.0, boundary_long=30, alpha_grid=(1.0,)),
-    "mnist": dict(n_train=1000, n_test=1000, epochs=2, alpha=4.0, threshold=0.2,
+    "cifar10-gray": dict(n_train=3600, n_val=400, n_test=1000, epochs=10, alpha=10.0,
+                         threshold=0.8, noise_max=0.1, fgsm_max=0.02,
+                         pgd_eps=(1 / 255, 2 / 255), noise_aug=0.1, blur=1.0,
+                         boundary_long=30, alpha_grid=(1.0, 0.1)),
+    "mnist": dict(n_train=5000, n_val=500, n_test=10000, epochs=10, alpha=4.0, threshold=0.2,
                   noise_max=0.5, fgsm_max=0.5, pgd_eps=(0.05, 0.1),
-                  noise_aug=0.3, blur=1.0, boundary_long=0, alpha_grid=(1.0, 0.1)),
-    "fashion-mnist": dict(n_train=1000, n_test=1000, epochs=2, alpha=10.0, threshold=0.8,
-                          noise_max=0.5, fgsm_max=0.5, pgd_eps=(0.05, 0.1),
+                  noise_aug=0.3, blur=1.0, boundary_long=30, alpha_grid=(1.0, 0.1, 0.01)),
+    "fashion-mnist": dict(n_train=5000, n_val=500, n_test=10000, epochs=10, alpha=10.0,
+                          threshold=0.8, noise_max=0.5, fgsm_max=0.5, pgd_eps=(0.05, 0.1),
                           noise_aug=0.3, blur=1.0, boundary_long=0, alpha_grid=(1.0, 0.1)),
 }
 COMMON = dict(width=8, k=16, n_regularization=1000, calibration_fraction=0.0, device="cpu")
-N_EVAL = 200           # test images for the noise and transferred-FGSM curves
-N_POINTS = 6           # equally spaced strengths per curve, 0 included (paper: 10)
-N_BOUNDARY = 20        # images for the 50-step Boundary attack (paper: 1000 x 5 repeats)
-N_WHITEBOX = 30        # images for PGD-20
-AA_STEPS, AA_QUERIES = 20, 300  # AutoAttack's APGD/FAB steps and Square queries (100, 5000)
-N_AUTOATTACK = 10      # images for AutoAttack (unregularised and ST_h only)
+N_EVAL = 1000          # test images for the noise and transferred-FGSM curves
+N_POINTS = 10          # equally spaced strengths per curve, 0 included (the paper's 10)
+N_BOUNDARY = 100       # images for the 50-step Boundary attack (paper: 1000 x 5 repeats)
+N_WHITEBOX = 100       # images for PGD-20
+N_AUTOATTACK = 100     # images for AutoAttack (unregularised and ST_h only)
+AA_STEPS, AA_QUERIES = 100, 5000  # AutoAttack's defaults (APGD/FAB steps, Square queries)
 STEPS_LONG = 5000      # long Boundary attack, on DATASETS[...]["boundary_long"] images
 
 
@@ -76,9 +94,6 @@ START = time.time()
 
 def log(msg):
     print(f"[{time.time() - START:7.1f}s] {msg}", flush=True)
-
-
-N_VAL = 200            # held-out training images for the R0/U0 selection of alpha
 
 
 def model_specs(cfg, alpha):
@@ -189,16 +204,23 @@ def boundary(model, X, y, steps, seed=0):
     ), (adv - Xc)[success]
 
 
-def whitebox(model, X, y, eps, n_aa, quick):
+def whitebox(model, X, y, eps):
+    """White-box PGD-20 (l_inf, random start) at every epsilon."""
     pgd = robustlearn.make_attack("linf-pgd", estimator=model, steps=20, random_state=0)
     adv = pgd.generate(X, y, epsilons=list(eps))
-    out = {"pgd20": [accuracy(model, a, y) for a in adv]}
-    if n_aa:
-        aa = robustlearn.make_attack("autoattack", estimator=model, steps=AA_STEPS,
-                                     n_queries=AA_QUERIES, random_state=0)
-        adv = aa.generate(X[:n_aa], y[:n_aa], epsilons=[eps[-1]])
-        out["autoattack"] = accuracy(model, adv[0], y[:n_aa])
-    return out
+    return {"pgd20": [accuracy(model, a, y) for a in adv]}
+
+
+def autoattack(model, X, y, eps, quick):
+    """Standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) at ``eps``, with its budget."""
+    steps, queries = (10, 100) if quick else (AA_STEPS, AA_QUERIES)
+    aa = robustlearn.make_attack("autoattack", estimator=model, steps=steps,
+                                 n_queries=queries, random_state=0)
+    t = time.time()
+    adv = aa.generate(X, y, epsilons=[eps])[0]
+    return dict(epsilon=eps, n=int(len(X)), clean=accuracy(model, X, y),
+                accuracy=accuracy(model, adv, y), steps=steps, n_queries=queries,
+                components=list(aa.components), seconds=round(time.time() - t, 1))
 
 
 def radial_spectrum(deltas):
@@ -228,10 +250,11 @@ def low_frequency_fraction(spectrum):
 def load(dataset, cfg, quick=False):
     """Training subset, held-out validation images (for the selection), test subset.
 
-    With a single alpha to choose from there is nothing to select, and no images are held
-    out (grayscale CIFAR-10 keeps its whole 4000-image training subset).
+    One draw (``random_state=0``) of ``n_train + n_val`` training images: the first
+    ``n_train`` train every model, the rest choose alpha. With a single alpha there is
+    nothing to select and nothing is held out.
     """
-    n_val = 0 if len(cfg["alpha_grid"]) == 1 else 100 if quick else N_VAL
+    n_val = 0 if len(cfg["alpha_grid"]) == 1 else cfg["n_val"]
     X, y = robustlearn.load_dataset(dataset, "train", n=cfg["n_train"] + n_val, data_dir=DATA,
                                     random_state=0)
     Xt, yt = robustlearn.load_dataset(dataset, "test", n=cfg["n_test"], data_dir=DATA,
@@ -243,7 +266,8 @@ def load(dataset, cfg, quick=False):
 def dataset_config(dataset, quick):
     cfg = dict(DATASETS[dataset])
     if quick:
-        cfg.update(n_train=200, n_test=100, epochs=1, boundary_long=min(5, cfg["boundary_long"]))
+        cfg.update(n_train=200, n_val=100, n_test=100, epochs=1,
+                   boundary_long=min(5, cfg["boundary_long"]))
     return cfg
 
 
@@ -258,9 +282,11 @@ def fit_all(dataset, cfg, X, y, tag, quick, alpha):
     return models, info
 
 
-def main_stage(dataset, cfg, res, quick, tag):
-    """Training, noise, transferred FGSM, Boundary-50 and white-box attacks of one dataset."""
+def main_stage(dataset, cfg, res, quick, tag, save):
+    """Training, noise, transferred FGSM, Boundary-50 and PGD of one dataset (``save()``
+    after each part, so a stopped run keeps what it finished)."""
     X, y, Xv, yv, Xt, yt = load(dataset, cfg, quick)
+    res["sizes"] = dict(n_train=len(X), n_val=len(Xv), n_test=len(Xt))
     res["selection"] = select_alpha(dataset, cfg, X, y, Xv, yv, tag, quick)
     models, info = fit_all(dataset, cfg, X, y, tag, quick, res["selection"]["selected_alpha"])
     res["models"] = info
@@ -271,6 +297,7 @@ def main_stage(dataset, cfg, res, quick, tag):
     victims = {k: v for k, v in models.items() if not k.startswith("surrogate")}
     res["U0"] = info["unregularised"]["clean"]
     res["R0/U0"] = info["ST_h"]["clean"] / res["U0"]
+    save()
 
     ne = 40 if quick else N_EVAL
     Xe, ye = Xt[:ne], yt[:ne]
@@ -283,6 +310,7 @@ def main_stage(dataset, cfg, res, quick, tag):
         res[f"fgsm_from_surrogate_{src}"] = {
             "epsilon": eps, **transfer_curve(models[f"surrogate-{src}"], victims, Xe, ye, eps)}
     log(f"{dataset} transfer FGSM done")
+    save()
     nb = 10 if quick else N_BOUNDARY
     res["boundary_50"], res["spectra"] = {}, res.get("spectra", {})
     for name in ("unregularised", "ST_h", "noise-aug", "blur"):
@@ -290,15 +318,32 @@ def main_stage(dataset, cfg, res, quick, tag):
         if len(deltas):
             res["spectra"][f"boundary_50/{name}"] = radial_spectrum(deltas).tolist()
     log(f"{dataset} boundary-50 done")
+    save()
     nw = 20 if quick else N_WHITEBOX
-    res["whitebox"] = {"epsilon": list(cfg["pgd_eps"])}
+    res["whitebox"] = {"epsilon": list(cfg["pgd_eps"]), "n": int(min(nw, len(Xt)))}
     for name, m in victims.items():
-        n_aa = (5 if quick else N_AUTOATTACK) if name in ("unregularised", "ST_h") else 0
-        res["whitebox"][name] = whitebox(m, Xt[:nw], yt[:nw], cfg["pgd_eps"], n_aa, quick)
-    log(f"{dataset} white-box done")
+        res["whitebox"][name] = whitebox(m, Xt[:nw], yt[:nw], cfg["pgd_eps"])
+    log(f"{dataset} white-box PGD done")
 
 
-def long_boundary_stage(dataset, cfg, res, quick, tag):
+AA_MODELS = ("unregularised", "ST_h")
+
+
+def autoattack_stage(dataset, cfg, res, quick, tag, save, names=AA_MODELS):
+    """Standard AutoAttack at the larger white-box epsilon on cached models (``names``;
+    earlier results of other models of the data set are kept)."""
+    X, y, _, _, Xt, yt = load(dataset, cfg, quick)
+    models, _ = fit_all(dataset, cfg, X, y, tag, quick, res["selection"]["selected_alpha"])
+    n = 10 if quick else N_AUTOATTACK
+    res.setdefault("autoattack", {})
+    for name in names:
+        res["autoattack"][name] = autoattack(models[name], Xt[:n], yt[:n], cfg["pgd_eps"][-1],
+                                             quick)
+        log(f"{dataset} autoattack {name}: {res['autoattack'][name]}")
+        save()
+
+
+def long_boundary_stage(dataset, cfg, res, quick, tag, save):
     """The Boundary attack with ``STEPS_LONG`` steps on a few images (cached models)."""
     X, y, _, _, Xt, yt = load(dataset, cfg, quick)
     models, _ = fit_all(dataset, cfg, X, y, tag, quick, res["selection"]["selected_alpha"])
@@ -313,61 +358,95 @@ def long_boundary_stage(dataset, cfg, res, quick, tag):
         if len(deltas):
             res["spectra"][f"boundary_long/{name}"] = radial_spectrum(deltas).tolist()
         log(f"{dataset} boundary-{steps} {name} done")
+        save()
 
 
-def run(quick=False, stage="main", datasets=None):
-    """Run one stage; ``main`` writes ``results.json``, ``long-boundary`` writes
-    ``long_boundary.json`` (so the two stages can run at the same time), and both rewrite
-    the markdown and the plots from whatever results exist."""
+STAGES = {"main": "results.json", "long-boundary": "long_boundary.json",
+          "autoattack": "autoattack.json"}
+
+
+def update_json(path, update):
+    """Read ``path`` (if any), apply ``update(dict)``, write it back, under a file lock:
+    stages of different data sets may run in parallel processes and share the file."""
+    import fcntl
+
+    MODELS.mkdir(parents=True, exist_ok=True)  # git-ignored: the lock file goes there
+    with open(MODELS / f"pixel_similarity_{path.parent.name}_{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
+        update(data)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1))
+        tmp.replace(path)
+
+
+def run(quick=False, stage="main", datasets=None, aa_models=AA_MODELS):
+    """Run one stage on some data sets (all by default). ``main`` writes ``results.json``,
+    ``long-boundary`` ``long_boundary.json`` and ``autoattack`` ``autoattack.json``; each
+    replaces only the entries of the data sets it runs, so stages and data sets can run in
+    parallel processes, and every run rewrites the markdown and the plots from whatever
+    results exist."""
     torch.set_num_threads(1)
     tag = "quick" if quick else "full"
     out_dir = OUT / "quick" if quick else OUT
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / ("results.json" if stage == "main" else "long_boundary.json")
-    results = {"datasets": {}}
-    if datasets and path.exists():  # rerun some data sets, keep the others' results
-        results = json.loads(path.read_text())
-    results["config"] = dict(COMMON, datasets=DATASETS, n_eval=N_EVAL, n_points=N_POINTS,
-                             n_boundary=N_BOUNDARY, n_whitebox=N_WHITEBOX,
-                             n_autoattack=N_AUTOATTACK, aa_steps=AA_STEPS,
-                             aa_queries=AA_QUERIES, steps_long=STEPS_LONG, quick=quick)
+    path = out_dir / STAGES[stage]
+    config = dict(COMMON, datasets=DATASETS, n_eval=N_EVAL, n_points=N_POINTS,
+                  n_boundary=N_BOUNDARY, n_whitebox=N_WHITEBOX, n_autoattack=N_AUTOATTACK,
+                  aa_steps=AA_STEPS, aa_queries=AA_QUERIES, steps_long=STEPS_LONG, quick=quick)
     t0 = time.time()
     for dataset in datasets or DATASETS:
         cfg = dataset_config(dataset, quick)
-        res = results["datasets"].setdefault(dataset, {})
+        res = {}
+
+        def save(dataset=dataset, res=res):
+            def update(data):
+                data["config"] = config
+                data["datasets"][dataset] = res
+            update_json(path, update)
+
         if stage == "main":
-            main_stage(dataset, cfg, res, quick, tag)
-        elif cfg["boundary_long"]:
-            if len(cfg["alpha_grid"]) > 1:  # the alpha the main stage selected
-                main = json.loads((out_dir / "results.json").read_text())
-                res["selection"] = main["datasets"][dataset]["selection"]
+            main_stage(dataset, cfg, res, quick, tag, save)
+        elif stage == "autoattack" or cfg["boundary_long"]:
+            # the alpha the main stage selected
+            main = json.loads((out_dir / "results.json").read_text())
+            res["selection"] = main["datasets"][dataset]["selection"]
+            if stage == "autoattack":
+                if path.exists():  # keep the other models' AutoAttack results
+                    old = json.loads(path.read_text())["datasets"].get(dataset, {})
+                    res["autoattack"] = old.get("autoattack", {})
+                autoattack_stage(dataset, cfg, res, quick, tag, save, aa_models)
             else:
-                res["selection"] = {"selected_alpha": cfg["alpha"]}
-            long_boundary_stage(dataset, cfg, res, quick, tag)
+                long_boundary_stage(dataset, cfg, res, quick, tag, save)
         else:
-            del results["datasets"][dataset]
             continue
+        res["seconds"] = round(time.time() - t0, 1)
+        t0 = time.time()
         for key, spectrum in res.get("spectra", {}).items():
             res.setdefault("spectrum_low_fraction", {})[key] = low_frequency_fraction(
                 np.asarray(spectrum))
-        path.write_text(json.dumps(results, indent=1))
-    key = stage if not datasets else f"{stage} ({', '.join(datasets)})"
-    results.setdefault("seconds", {})[key] = round(time.time() - t0, 1)
-    path.write_text(json.dumps(results, indent=1))
+        save()
+        log(f"{dataset} {stage} done in {res['seconds']} s")
     report(out_dir)
     log("done")
 
 
 def merged_results(out_dir):
-    """``results.json`` with ``long_boundary.json`` merged in (whichever exist)."""
+    """``results.json`` with the other stages' files merged in (whichever exist)."""
     merged = {"datasets": {}, "seconds": {}}
-    for name in ("results.json", "long_boundary.json"):
+    for stage, name in STAGES.items():
         path = out_dir / name
         if not path.exists():
             continue
         part = json.loads(path.read_text())
-        merged["seconds"].update(part.get("seconds", {}))
         for dataset, res in part["datasets"].items():
+            if stage == "autoattack" and res.get("autoattack"):
+                # the models may be attacked in several runs (--aa-models): add their times
+                merged["seconds"][f"{stage} {dataset} (attack time of "
+                                  f"{', '.join(res['autoattack'])})"] = round(
+                    sum(v["seconds"] for v in res["autoattack"].values()), 1)
+            elif "seconds" in res:
+                merged["seconds"][f"{stage} {dataset}"] = res["seconds"]
             into = merged["datasets"].setdefault(dataset, {})
             for key, value in res.items():
                 if isinstance(value, dict) and isinstance(into.get(key), dict):
@@ -390,9 +469,18 @@ def _pct(v):
 def write_markdown(results, path):
     lines = []
     for dataset, res in results["datasets"].items():
-        if "models" not in res:  # the main stage has not reached it yet
+        if "whitebox" not in res:  # the main stage has not finished it yet
             continue
+        sizes = res.get("sizes", {})
         lines += [f"### {dataset}", "",
+                  f"Images: {sizes.get('n_train')} training, {sizes.get('n_val')} held out "
+                  f"for the choice of alpha, {sizes.get('n_test')} test (clean accuracy); "
+                  f"curves on the first {min(N_EVAL, sizes.get('n_test') or N_EVAL)}, "
+                  f"Boundary-50 on {res['boundary_50']['unregularised']['n']}, "
+                  f"PGD-20 on {res['whitebox'].get('n')}.", "",
+                  "| model | alpha | clean (test) | training seconds |", "|---|---|---|---|",
+                  *[f"| {name} | {m['params'].get('alpha', 0):g} | {_pct(m['clean'])} "
+                    f"| {m['fit_seconds']} |" for name, m in res["models"].items()], "",
                   f"U0 = {_pct(res['U0'])} %, R0/U0 = {res['R0/U0']:.3f} (test); alpha "
                   f"{res['selection']['selected_alpha']:g} chosen from "
                   f"{res['selection']['param_alpha']} with validation R0/U0 "
@@ -413,7 +501,7 @@ def write_markdown(results, path):
                 f"| {_pct(res['gaussian_noise'][name][-1])} "
                 f"| {_pct(fg[len(fg) // 2])} / {_pct(fg[-1])} | {_pct(fr[-1])} "
                 f"| {_pct(wb['pgd20'][0])} / {_pct(wb['pgd20'][1])} "
-                f"| {_pct(wb.get('autoattack'))} "
+                f"| {_pct(res.get('autoattack', {}).get(name, {}).get('accuracy'))} "
                 f"| {'-' if med is None else f'{med:.2e}'} ({_pct(b['success_rate'])} %) |")
         if "boundary_long" in res:
             long = res["boundary_long"]
@@ -422,6 +510,12 @@ def write_markdown(results, path):
                 f"(success {_pct(v['success_rate'])} % of {v['n_correct']} correctly classified)"
                 if v["median_sq_l2_per_pixel"] is not None else f"{k}: no success"
                 for k, v in long.items() if k != "steps")]
+        if res.get("autoattack"):
+            lines += ["", "AutoAttack: " + "; ".join(
+                f"{k}: {_pct(v['accuracy'])} % of {v['n']} at eps {v['epsilon']:.4g} "
+                f"(clean {_pct(v['clean'])} %; {'+'.join(v['components'])}, {v['steps']} "
+                f"steps, {v['n_queries']} queries; {v['seconds']} s)"
+                for k, v in res["autoattack"].items())]
         lines += ["", "Low-frequency share (radii up to a quarter of the band) of the "
                   "minimal perturbations' power: " + "; ".join(
                       f"{k}: {v:.3f}" for k, v in res.get("spectrum_low_fraction", {}).items()),
@@ -437,7 +531,7 @@ def plot(results, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    datasets = [d for d, res in results["datasets"].items() if "gaussian_noise" in res]
+    datasets = [d for d, res in results["datasets"].items() if "whitebox" in res]
     if not datasets:
         return
     fig, axes = plt.subplots(3, len(datasets), figsize=(4.2 * len(datasets), 10))
@@ -485,10 +579,14 @@ def plot(results, out_dir):
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script")
-    parser.add_argument("--stage", choices=("main", "long-boundary"), default="main",
-                        help="main: train and run every attack but the long Boundary attack; "
-                        "long-boundary: the Boundary attack with 5000 steps on the cached models")
+    parser.add_argument("--stage", choices=list(STAGES), default="main",
+                        help="main: train, then noise, transferred FGSM, Boundary-50 and "
+                        "PGD-20; long-boundary: the Boundary attack with 5000 steps, and "
+                        "autoattack: standard AutoAttack, both on the cached models")
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS),
                         help="run only these data sets, keeping the others' saved results")
+    parser.add_argument("--aa-models", nargs="+", default=list(AA_MODELS),
+                        choices=("unregularised", "ST_h", "noise-aug", "blur"),
+                        help="models the autoattack stage attacks (default: %(default)s)")
     args = parser.parse_args()
-    run(args.quick, args.stage, args.datasets)
+    run(args.quick, args.stage, args.datasets, tuple(args.aa_models))

@@ -443,7 +443,7 @@ def main(argv=None):
     p.add_argument("--n-attack", type=int, default=1000)
     p.add_argument("--n-sweep", type=int, default=1000)
     p.add_argument("--n-strong", type=int, default=1000)
-    p.add_argument("--T-att", type=int, nargs="+", default=[0, 4])
+    p.add_argument("--T-att", type=int, nargs="+", default=[0, 1, 4, 8])
     p.add_argument("--aa-epsilons", type=float, nargs="+", default=[0.05, 0.1])
     p.add_argument("--aa-steps", type=int, default=50)
     p.add_argument("--aa-targets", type=int, default=3)

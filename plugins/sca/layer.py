@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from robustlearn.fixed_point import straight_through
+from robustlearn.validation import check_int
 
 #: Nonlinear predictors phi of g_C(h) = phi(C h + c), each with its derivative
 #: written from the predictor's output p = phi(z) and input z.
@@ -168,14 +169,15 @@ class SCALayer(nn.Module):
         return method
 
     def _loop_context(self, x, method):
-        """What a call's steps share: for "gram", the fused ``[C^T | lambda B^T B]``
-        (shape (n, 2 n)) and the constant ``lambda B^T (x - b_B)``; else nothing."""
+        """What a call's steps share: for "gram", the masked C, the fused
+        ``[C^T | lambda B^T B]`` (shape (n, 2 n)) and the constant
+        ``lambda B^T (x - b_B)``; else nothing."""
         if method != "gram":
             return None
-        weight = self.backprojection.weight
-        fused = torch.cat([self.lateral_matrix.t(), self.lambda_ * (weight.t() @ weight)], 1)
+        lateral, weight = self.lateral_matrix, self.backprojection.weight
+        fused = torch.cat([lateral.t(), self.lambda_ * (weight.t() @ weight)], 1)
         drive = self.lambda_ * (x - self.backprojection.bias) @ weight
-        return fused, drive
+        return lateral, fused, drive
 
     def _gradient(self, h, x, method, context):
         if method == "autograd":
@@ -183,12 +185,12 @@ class SCALayer(nn.Module):
         derivative = PREDICTORS[self.g][1]
         if method == "gram":
             # -lambda B^T (x - B h - b_B) = lambda B^T B h - lambda B^T (x - b_B)
-            fused, drive = context
+            lateral, fused, drive = context
             both = h @ fused
             z = both[:, :self.width] + self.lateral_bias
             prediction = PREDICTORS[self.g][0](z)
             residual = h - prediction
-            return (residual - (derivative(z, prediction) * residual) @ self.lateral_matrix
+            return (residual - (derivative(z, prediction) * residual) @ lateral
                     + both[:, self.width:] - drive)
         z, prediction, residual, reconstruction_error = self._terms(h, x)
         return (residual - (derivative(z, prediction) * residual) @ self.lateral_matrix
@@ -277,7 +279,8 @@ def sca_macs(in_features, width, T, inner_gradient="closed-form", batch=1):
     -------
     float
     """
-    n, d, T, batch = int(width), int(in_features), int(T), int(batch)
+    n, d, T = int(width), int(in_features), int(T)
+    batch = check_int(batch, "batch", low=1)
     closed = n * d + T * (2 * n * n + 2 * n * d)
     gram = (n * n * d / batch + 2 * n * d + T * 3 * n * n) if T else closed
     costs = {"closed-form": closed, "gram": gram, "auto": min(closed, gram)}

@@ -133,6 +133,8 @@ def test_invalid_layer_settings_are_rejected():
         SCALayer(4, 3, inner_gradient="numeric")
     with pytest.raises(ValueError, match="inner_gradient"):
         sca_macs(4, 3, 1, inner_gradient="numeric")
+    with pytest.raises(ValueError, match="batch"):
+        sca_macs(4, 3, 1, inner_gradient="gram", batch=0)
 
 
 def test_mac_count():

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 import robustlearn
+from robustlearn.atomic_file import atomic_path
 from robustlearn.plugins.pixel_similarity import (
     GaussianNoiseScorer,
     PixelSimilarityClassifier,
@@ -375,9 +376,8 @@ def update_json(path, update):
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(path.read_text()) if path.exists() else {"datasets": {}}
         update(data)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(data, indent=1))
 
 
 def run(quick=False, stage="main", datasets=None, aa_models=AA_MODELS):

@@ -14,16 +14,14 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path, *, mode=None):
+def atomic_path(path):
     """A temporary path to write ``path`` through; it replaces ``path`` when the block succeeds.
 
     Parameters
     ----------
     path : str or Path
-        The final name; its folder is created when missing.
-    mode : int, optional
-        Permission bits given to the file before the rename. By default the file
-        gets those of any new file (``0o666`` less the process's umask).
+        The final name; its folder is created when missing. The file gets the
+        permissions of any new file (``0o666`` less the process's umask).
 
     Yields
     ------
@@ -43,8 +41,6 @@ def atomic_path(path, *, mode=None):
             continue
     try:
         yield tmp
-        if mode is not None:
-            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

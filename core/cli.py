@@ -231,7 +231,6 @@ def _atomic_write_files(contents: dict, out_dir: Path) -> None:
     Every content is produced before this is called, so a failure leaves either
     the previous files or none, never a half-written one.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in contents.items():
         with atomic_path(out_dir / name) as tmp, open(tmp, "wb") as handle:
             handle.write(data)
